@@ -1,0 +1,27 @@
+# `make demo` and `make test` work on a fresh machine: both set up .venv first.
+PY ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	touch $(STAMP)
+
+demo: $(STAMP)
+	bash scripts/demo.sh
+
+test: $(STAMP)
+	python3 -m pytest -q tests
+
+bench: $(STAMP)
+	python3 bench/bench_p1_inference.py
+	python3 bench/bench_catr_decode.py
+
+clean:
+	rm -rf $(VENV) demo_out

@@ -1,0 +1,4 @@
+"""Shared plumbing for both problems: image folders, RGB loading, atomic outputs, CLI errors."""
+from .errors import UserError, run_cli
+from .images import IMAGE_EXTENSIONS, list_images, load_rgb, check_readable
+from .atomic import atomic_path, atomic_write_text, ensure_writable_dir

@@ -1,0 +1,56 @@
+"""Image folders and robust RGB loading (EXIF orientation, any PIL mode)."""
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import UserError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def list_images(directory) -> list[Path]:
+    """Image files directly in ``directory``, sorted by name; other files and sub-folders are ignored."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UserError(f"image folder not found: {directory}")
+    paths = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not paths:
+        raise UserError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {directory}")
+    return paths
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16/32-bit grey: PIL's convert('RGB') clips at 255, so rescale to 8 bits first.
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Transparent pixels go over white, not over whatever colour they happen to store.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def load_rgb(path) -> Image.Image:
+    """Decode ``path`` fully, apply its EXIF orientation and return an 8-bit RGB image."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
+        raise UserError(f"cannot read image {path}: {e}") from None
+
+
+def check_readable(paths) -> list[tuple[Path, str]]:
+    """(path, reason) for every file in ``paths`` that does not decode."""
+    bad = []
+    for p in paths:
+        try:
+            load_rgb(p)
+        except UserError as e:
+            bad.append((Path(p), str(e)))
+    return bad

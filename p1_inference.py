@@ -1,0 +1,35 @@
+"""Predict the class of every image in a folder and write ``filename,label`` CSV."""
+import argparse
+import sys
+
+from hw3io import run_cli
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint written by p1_train.py")
+    p.add_argument("--images", required=True, help="folder of images (any file names)")
+    p.add_argument("--output", required=True, help="CSV to write (parent folders are created)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: 32)")
+    p.add_argument("--workers", type=int, default=None, help="data-loader workers (default: min(4, CPUs))")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cuda or cpu")
+    p.add_argument("--skip-unreadable", action="store_true", help="predict the readable images, report the rest")
+    p.add_argument("--eval", action=argparse.BooleanOptionalAction, default=None,
+                   help="print accuracy from the labels in the file names (default: when every name has one)")
+    return p
+
+
+def main(argv=None):
+    from vitpet.inference import run_inference
+    a = get_args_parser().parse_args(argv)
+    r = run_inference(a.checkpoint, a.images, a.output, batch_size=a.batch_size, workers=a.workers, device=a.device,
+                      skip_unreadable=a.skip_unreadable, evaluate=a.eval)
+    print(f"wrote {r['count']} predictions to {r['output']}")
+    if r["skipped"]:
+        print(f"skipped {len(r['skipped'])} unreadable image(s): {', '.join(r['skipped'])}", file=sys.stderr)
+    if "accuracy" in r:
+        print(f"accuracy {r['accuracy']:.4f}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

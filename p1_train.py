@@ -1,0 +1,20 @@
+"""Fine-tune a timm ViT on the pet folders (plain python3 or torchrun). See README for the recipe."""
+import argparse
+import sys
+
+from hw3io import run_cli
+from vitpet.config import add_config_args, config_from_args
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__)
+    return add_config_args(parser)
+
+
+def main(argv=None):
+    from vitpet.train import fit
+    fit(config_from_args(get_args_parser().parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

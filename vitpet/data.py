@@ -1,0 +1,109 @@
+"""Pet image folders: file name -> label, datasets, and transforms from the model's timm data config."""
+import hashlib
+import random
+from pathlib import Path
+
+import torch
+from timm.data import create_transform
+from torch.utils.data import Dataset
+
+from hw3io import UserError, list_images, load_rgb
+
+
+def parse_label(path, num_classes: int | None = None) -> int:
+    """``26_5064.jpg`` -> 26. Raises UserError naming the file when there is no valid label."""
+    stem = Path(path).stem
+    head, sep, _ = stem.partition("_")
+    if not sep or not head.isdigit():
+        raise UserError(f"file name has no integer label before '_': {Path(path).name}")
+    label = int(head)
+    if num_classes is not None and not 0 <= label < num_classes:
+        raise UserError(f"label {label} of {Path(path).name} is outside 0..{num_classes - 1}")
+    return label
+
+
+def has_labels(paths) -> bool:
+    """True when every file name carries a label (so accuracy can be reported)."""
+    try:
+        for p in paths:
+            parse_label(p)
+    except UserError:
+        return False
+    return True
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A seed per (run, epoch, sample): augmentation is the same whatever the worker count or resume point."""
+    digest = hashlib.blake2b(f"{seed}/{epoch}/{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x7FFF_FFFF
+
+
+class ImageFolderDataset(Dataset):
+    """Images of one folder, with labels from file names (``labelled=True``) or without.
+
+    Items are ``(image, target, index)``; ``target`` is -1 for unlabelled folders. With
+    ``skip_unreadable`` a file that does not decode yields ``(None, target, index)`` so the caller
+    can report it instead of crashing (use :func:`collate_skip`).
+    """
+
+    def __init__(self, directory, transform, labelled: bool, num_classes: int | None = None,
+                 skip_unreadable: bool = False, seed: int = 0):
+        self.paths = list_images(directory)
+        self.targets = [parse_label(p, num_classes) for p in self.paths] if labelled else [-1] * len(self.paths)
+        self.transform = transform
+        self.skip_unreadable = skip_unreadable
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        try:
+            img = load_rgb(self.paths[index])
+        except UserError:
+            if self.skip_unreadable:
+                return None, self.targets[index], index
+            raise
+        # Random transforms draw from Python's and torch's global RNGs: seed them per sample,
+        # inside a fork so the training loop's own RNG stream (dropout) is untouched.
+        state = random.getstate()
+        with torch.random.fork_rng(devices=[]):
+            s = sample_seed(self.seed, self.epoch, index)
+            random.seed(s)
+            torch.manual_seed(s)
+            x = self.transform(img)
+        random.setstate(state)
+        return x, self.targets[index], index
+
+
+def collate_skip(batch):
+    """Stack readable items; return the indices of the unreadable ones alongside."""
+    good = [b for b in batch if b[0] is not None]
+    bad = [b[2] for b in batch if b[0] is None]
+    if good:
+        x = torch.stack([b[0] for b in good])
+        y = torch.tensor([b[1] for b in good])
+        idx = torch.tensor([b[2] for b in good])
+    else:
+        x, y, idx = None, torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
+    return x, y, idx, bad
+
+
+def build_transforms(data_config: dict, is_training: bool, color_jitter: float = 0.1, scale=(0.5, 1.0)):
+    """timm transforms from a resolved data config: the model decides size, mean, std, crop."""
+    cfg = {k: data_config[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+           if k in data_config}
+    if is_training:
+        return create_transform(**cfg, is_training=True, hflip=0.5, color_jitter=color_jitter, scale=scale,
+                                auto_augment=None, re_prob=0.0)
+    return create_transform(**cfg, is_training=False)
+
+
+def build_view_transform(data_config: dict):
+    """The eval geometry without normalisation: the image exactly as the model sees it, in [0, 1]."""
+    cfg = dict(data_config, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    return build_transforms(cfg, is_training=False)

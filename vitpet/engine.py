@@ -1,0 +1,85 @@
+"""The two loops: ``train_one_epoch`` (accumulation, AMP, clipping, per-step schedule) and ``evaluate``."""
+import contextlib
+import math
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .distributed import DistInfo, all_reduce_sum
+
+
+def autocast(device: torch.device, amp_dtype):
+    if amp_dtype is None or device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=amp_dtype)
+
+
+def train_one_epoch(model, loader, optimizer, scheduler, scaler, *, info: DistInfo, epoch: int, step_in_epoch: int,
+                    steps_per_epoch: int, accum_steps: int, label_smoothing: float, clip_grad, amp_dtype,
+                    on_step=None, should_stop=None):
+    """Run optimizer steps ``step_in_epoch .. steps_per_epoch-1`` of ``epoch``.
+
+    ``on_step(step_in_epoch, loss_sum, count)`` is called after every optimizer step with the loss summed over
+    this rank's samples since the previous call; it may save state. ``should_stop()`` ends the epoch early
+    (pre-emption). Returns the number of the next step to run.
+    """
+    model.train()
+    device = info.device
+    bar = tqdm(total=steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch}", disable=not info.is_main,
+               leave=False, dynamic_ncols=True)
+    batches = iter(loader)
+    step = step_in_epoch
+    while step < steps_per_epoch:
+        loss_sum, count = 0.0, 0
+        for micro in range(accum_steps):
+            x, y, _ = next(batches)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            # Only the last micro-batch all-reduces gradients under DDP.
+            sync = micro == accum_steps - 1 or not hasattr(model, "no_sync")
+            with (contextlib.nullcontext() if sync else model.no_sync()), autocast(device, amp_dtype):
+                logits = model(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+            scaler.scale(loss / accum_steps).backward()
+            loss_sum += loss.item() * len(y)
+            count += len(y)
+        if clip_grad is not None:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        scheduler.step_update(num_updates=epoch * steps_per_epoch + step)
+        if not math.isfinite(loss_sum):
+            raise FloatingPointError(f"training loss is {loss_sum} at epoch {epoch} step {step}; lower --lr")
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_sum / count:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+        if on_step is not None:
+            on_step(step, loss_sum, count)
+        if should_stop is not None and should_stop():
+            break
+    bar.close()
+    return step
+
+
+@torch.no_grad()
+def evaluate(model, loader, *, info: DistInfo, amp_dtype=None, desc="val"):
+    """Loss, accuracy and (rank-local) predictions over a sharded loader; metrics are summed over ranks."""
+    model.eval()
+    loss_sum, correct, count = 0.0, 0, 0
+    preds, indices = [], []
+    for x, y, idx in tqdm(loader, desc=desc, disable=not info.is_main, leave=False, dynamic_ncols=True):
+        x, y = x.to(info.device), y.to(info.device)
+        with autocast(info.device, amp_dtype):
+            logits = model(x).float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        p = logits.argmax(1)
+        correct += (p == y).sum().item()
+        count += len(y)
+        preds.append(p.cpu())
+        indices.append(idx)
+    loss_sum, correct, count = all_reduce_sum([loss_sum, correct, count], info)
+    return {"loss": loss_sum / max(count, 1), "acc": correct / max(count, 1), "count": int(count),
+            "preds": torch.cat(preds) if preds else torch.empty(0, dtype=torch.long),
+            "indices": torch.cat(indices) if indices else torch.empty(0, dtype=torch.long)}

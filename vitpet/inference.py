@@ -1,0 +1,86 @@
+"""Image folder -> ``filename,label`` CSV, with a checkpoint as the only model input."""
+import os
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from hw3io import UserError, atomic_path, ensure_writable_dir, list_images, load_rgb
+from .data import ImageFolderDataset, build_transforms, collate_skip, has_labels, parse_label
+from .distributed import pick_device
+from .model import load_checkpoint
+
+
+@torch.no_grad()
+def predict_folder(model, data_config: dict, image_dir, *, batch_size=32, workers=None, device="cpu",
+                   skip_unreadable=False, progress=True):
+    """Predict every image of ``image_dir``. Returns (DataFrame[filename, label], bad files [(path, reason)]).
+
+    Unreadable files never abort mid-run: they are collected, and unless ``skip_unreadable`` the caller
+    gets one error listing all of them.
+    """
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1)
+    ds = ImageFolderDataset(image_dir, build_transforms(data_config, is_training=False), labelled=False,
+                            skip_unreadable=True)
+    loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_skip,
+                        pin_memory=torch.device(device).type == "cuda")
+    names, labels, bad = [], [], []
+    for x, _, idx, bad_idx in tqdm(loader, desc="predict", disable=not progress, unit="batch", dynamic_ncols=True):
+        bad += [ds.paths[i] for i in bad_idx]
+        if x is None:
+            continue
+        pred = model(x.to(device, non_blocking=True)).argmax(1).cpu()
+        names += [ds.paths[i].name for i in idx.tolist()]
+        labels += pred.tolist()
+    reasons = []
+    for p in bad:
+        try:
+            load_rgb(p)  # decode again only to get the reason
+        except UserError as e:
+            reasons.append((p, str(e)))
+    df = pd.DataFrame({"filename": names, "label": labels}).sort_values("filename", kind="stable")
+    return df.reset_index(drop=True), reasons
+
+
+def write_predictions(df: pd.DataFrame, path) -> None:
+    """``filename,label`` with csv quoting, written atomically."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, lineterminator="\n")
+
+
+def accuracy(df: pd.DataFrame) -> float:
+    targets = [parse_label(n) for n in df["filename"]]
+    return float((df["label"].to_numpy() == targets).mean())
+
+
+def run_inference(checkpoint, images, output, *, batch_size=32, workers=None, device="auto", skip_unreadable=False,
+                  evaluate=None) -> dict:
+    """The p1_inference.py pipeline; ``evaluate=None`` reports accuracy whenever all names carry labels."""
+    output = Path(output)
+    if output.is_dir():
+        raise UserError(f"output path is a folder, expected a .csv file: {output}")
+    ensure_writable_dir(output.parent)  # fail before the long part, not after
+    dev = pick_device(device)
+    model, config = load_checkpoint(checkpoint, device=dev)
+    paths = list_images(images)
+    labelled = has_labels(paths)
+    if evaluate and not labelled:
+        raise UserError("--eval needs every file name to start with its label (e.g. 26_5064.jpg)")
+    if labelled:
+        top = max(parse_label(p) for p in paths)
+        if top >= config["num_classes"]:
+            raise UserError(f"checkpoint has {config['num_classes']} classes but the folder has label {top}")
+    df, bad = predict_folder(model, config["data_config"], images, batch_size=batch_size, workers=workers,
+                             device=dev, skip_unreadable=skip_unreadable)
+    if bad and not skip_unreadable:
+        listing = "; ".join(f"{p.name}" for p, _ in bad)
+        raise UserError(f"{len(bad)} unreadable image(s), nothing written (use --skip-unreadable to predict the "
+                        f"rest): {listing}")
+    write_predictions(df, output)
+    result = {"count": len(df), "skipped": [str(p) for p, _ in bad], "output": str(output)}
+    if labelled and evaluate is not False:
+        result["accuracy"] = accuracy(df)
+    return result

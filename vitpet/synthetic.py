@@ -1,0 +1,89 @@
+"""Generated pet-like folders for the demo and the tests.
+
+Each of the 37 classes is one coloured shape (7 shapes x 6 colours, the first 37 pairs) drawn at a random
+position and scale on a cluttered grey background, so the class lives only in the object: a correct
+attention map has to land on it. Files follow the real naming, ``{label}_{image_id}.jpg``.
+"""
+import math
+import random
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+SHAPES = ("disc", "square", "triangle", "cross", "ring", "diamond", "bar")
+COLOURS = ((230, 40, 40), (40, 200, 60), (50, 90, 230), (240, 210, 30), (200, 50, 220), (30, 210, 220))
+CLASSES = [(s, c) for c in COLOURS for s in SHAPES][:37]
+
+
+def _polygon(shape, cx, cy, r):
+    if shape == "triangle":
+        return [(cx + r * math.cos(a), cy + r * math.sin(a)) for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)]
+    if shape == "diamond":
+        return [(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)]
+    raise ValueError(shape)
+
+
+def draw_object(draw: ImageDraw.ImageDraw, label: int, box: tuple[int, int, int, int]) -> None:
+    """Draw class ``label``'s object inside ``box`` = (x0, y0, x1, y1)."""
+    shape, colour = CLASSES[label]
+    x0, y0, x1, y1 = box
+    cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2
+    if shape == "disc":
+        draw.ellipse(box, fill=colour)
+    elif shape == "square":
+        draw.rectangle((x0 + r * 0.15, y0 + r * 0.15, x1 - r * 0.15, y1 - r * 0.15), fill=colour)
+    elif shape == "ring":
+        draw.ellipse(box, outline=colour, width=max(2, int(r * 0.35)))
+    elif shape == "cross":
+        w = r * 0.3
+        draw.rectangle((cx - w, y0, cx + w, y1), fill=colour)
+        draw.rectangle((x0, cy - w, x1, cy + w), fill=colour)
+    elif shape == "bar":
+        draw.rectangle((x0, cy - r * 0.3, x1, cy + r * 0.3), fill=colour)
+    else:
+        draw.polygon(_polygon(shape, cx, cy, r), fill=colour)
+
+
+def make_image(label: int, rng: random.Random, size=(96, 80)) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """One cluttered image of class ``label``; also returns the object's box."""
+    w, h = size
+    img = Image.new("RGB", size, tuple([rng.randint(90, 160)] * 3))
+    draw = ImageDraw.Draw(img)
+    for _ in range(12):  # grey clutter: lines and blobs carry no class information
+        g = rng.randint(40, 220)
+        x, y = rng.randrange(w), rng.randrange(h)
+        if rng.random() < 0.5:
+            draw.line((x, y, rng.randrange(w), rng.randrange(h)), fill=(g, g, g), width=rng.randint(1, 3))
+        else:
+            s = rng.randint(3, 10)
+            draw.ellipse((x - s, y - s, x + s, y + s), fill=(g, g, g))
+    side = int(min(w, h) * rng.uniform(0.35, 0.6))
+    x0, y0 = rng.randint(0, w - side), rng.randint(0, h - side)
+    box = (x0, y0, x0 + side, y0 + side)
+    draw_object(draw, label, box)
+    return img, box
+
+
+def make_split(directory, per_class: int, seed: int, num_classes: int = 37, sizes=((96, 80), (80, 96), (88, 88))):
+    """Write ``per_class`` JPEGs per class into ``directory`` with the real naming; returns the paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    paths = []
+    image_id = seed * 100_000
+    for label in range(num_classes):
+        for _ in range(per_class):
+            image_id += 1
+            img, _ = make_image(label, rng, rng.choice(sizes))
+            path = directory / f"{label}_{image_id}.jpg"
+            img.save(path, quality=92)
+            paths.append(path)
+    return paths
+
+
+def make_dataset(root, train_per_class: int = 24, val_per_class: int = 8, num_classes: int = 37, seed: int = 0):
+    """``root/train`` and ``root/val`` in the homework's layout."""
+    root = Path(root)
+    make_split(root / "train", train_per_class, seed=seed + 1, num_classes=num_classes)
+    make_split(root / "val", val_per_class, seed=seed + 2, num_classes=num_classes)
+    return root

@@ -1,0 +1,233 @@
+"""``fit(cfg)``: the whole training run. Works under plain python3 or torchrun, and resumes exactly.
+
+Exactness comes from three choices: the data order is a pure function of (seed, epoch) (DistributedSampler),
+augmentation is seeded per (seed, epoch, sample) (ImageFolderDataset), and the learning rate is a pure
+function of the step (timm's scheduler with ``step_update``). The state file then only has to carry the
+weights, optimizer, scaler, RNGs and counters.
+"""
+import csv
+import io
+import math
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import random
+import torch
+from timm.scheduler import CosineLRScheduler
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Subset
+
+from hw3io import UserError, atomic_write_text, ensure_writable_dir
+from . import distributed as D
+from .config import TrainConfig
+from .data import ImageFolderDataset, build_transforms
+from .engine import evaluate, train_one_epoch
+from .model import build_model, load_checkpoint, resolve_model_data_config, save_checkpoint
+from .state import apply_state, capture_rng, load_state, save_state
+
+LOG_FIELDS = ("epoch", "train_loss", "val_loss", "val_acc", "lr")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def amp_dtype_for(amp: str, device: torch.device):
+    if device.type != "cuda" or amp == "off":
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def build_optimizer(cfg: TrainConfig, model, device):
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.opt == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+
+
+def resolve_dirs(cfg: TrainConfig) -> tuple[Path, Path]:
+    if cfg.train_dir is None and cfg.data_dir is None:
+        raise UserError("give --data-dir (holding train/ and val/) or --train-dir and --val-dir")
+    train_dir = Path(cfg.train_dir or Path(cfg.data_dir) / "train")
+    val_dir = Path(cfg.val_dir or Path(cfg.data_dir) / "val")
+    return train_dir, val_dir
+
+
+def write_log(path, history: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=LOG_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for row in history:
+        w.writerow({k: row[k] for k in LOG_FIELDS})
+    atomic_write_text(path, buf.getvalue())
+
+
+class StopFlag:
+    """SIGTERM/SIGINT (pre-emption, Ctrl-C) set a flag; the loop saves a state at the next step and exits."""
+
+    def __init__(self):
+        self.signum = None
+        for s in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(s, self._set)
+
+    def _set(self, signum, frame):
+        self.signum = signum
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+
+def fit(cfg: TrainConfig) -> dict:
+    """Train, validate each epoch, keep best/last; returns the final summary dict."""
+    info = D.init_distributed(cfg.device)
+    try:
+        return _fit(cfg, info)
+    finally:
+        D.cleanup()
+
+
+def _fit(cfg: TrainConfig, info: D.DistInfo) -> dict:
+    train_dir, val_dir = resolve_dirs(cfg)
+    out = Path(cfg.output_dir)
+    if info.is_main:
+        ensure_writable_dir(out)
+    stop = StopFlag()
+    seed_everything(cfg.seed)  # same on every rank: identical initial weights
+    model = build_model(cfg.model, cfg.num_classes, cfg.img_size, pretrained=cfg.pretrained,
+                        pretrained_file=cfg.pretrained_file, drop_path_rate=cfg.drop_path)
+    data_config = resolve_model_data_config(model, cfg.img_size)
+    img_size = data_config["input_size"][-1]
+    model.to(info.device)
+
+    train_ds = ImageFolderDataset(train_dir, build_transforms(data_config, True, cfg.color_jitter), labelled=True,
+                                  num_classes=cfg.num_classes, seed=cfg.seed)
+    val_ds = ImageFolderDataset(val_dir, build_transforms(data_config, False), labelled=True,
+                                num_classes=cfg.num_classes)
+    sampler = D.ResumableSampler(train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+                                 seed=cfg.seed, drop_last=True)
+    micro_per_step = cfg.batch_size * cfg.accum_steps
+    steps_per_epoch = sampler.num_samples // micro_per_step
+    if steps_per_epoch == 0:
+        raise UserError(f"{len(train_ds)} training images are fewer than one optimizer step "
+                        f"({cfg.batch_size} x {cfg.accum_steps} x {info.world_size} devices)")
+    val_loader = DataLoader(Subset(val_ds, D.shard_indices(len(val_ds), info)), batch_size=cfg.batch_size * 2,
+                            num_workers=cfg.workers, pin_memory=info.device.type == "cuda")
+
+    optimizer = build_optimizer(cfg, model, info.device)
+    total_steps = cfg.epochs * steps_per_epoch
+    scheduler = CosineLRScheduler(optimizer, t_initial=total_steps, lr_min=cfg.min_lr, warmup_lr_init=cfg.lr * 0.01,
+                                  warmup_t=int(cfg.warmup_epochs * steps_per_epoch), t_in_epochs=False)
+    amp_dtype = amp_dtype_for(cfg.amp, info.device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+
+    progress = {"epoch": 0, "step": 0, "best_acc": -1.0, "history": [], "loss_sum": 0.0, "count": 0}
+    resume = cfg.resume
+    if resume == "auto":
+        resume = out / "last.safetensors"
+        resume = resume if resume.is_file() else None
+    if resume is not None:
+        progress = apply_state(load_state(resume), model=model, optimizer=optimizer, scaler=scaler, rank=info.rank)
+        if info.is_main:
+            print(f"resumed from {resume} at epoch {progress['epoch']} step {progress['step']}")
+    scheduler.step_update(num_updates=progress["epoch"] * steps_per_epoch + progress["step"])
+
+    train_model = model
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+    if info.enabled:
+        train_model = DistributedDataParallel(train_model, device_ids=[info.device] if info.device.type == "cuda"
+                                              else None)
+    if info.is_main:
+        print(f"training {cfg.model} at {img_size}px on {info.world_size} x {info.device.type}: "
+              f"{len(train_ds)} train / {len(val_ds)} val images, effective batch {micro_per_step * info.world_size} "
+              f"({cfg.batch_size} per device x {info.world_size} devices x {cfg.accum_steps} accumulation), "
+              f"lr {cfg.lr:g} ({cfg.opt}), {steps_per_epoch} steps/epoch, amp {amp_dtype}")
+
+    ckpt_config = {"model": cfg.model, "num_classes": cfg.num_classes, "img_size": img_size,
+                   "data_config": data_config, "train_config": cfg.to_dict()}
+    pending = {"loss_sum": 0.0, "count": 0}  # this rank's loss since the last cross-rank sync
+
+    def sync_loss():
+        s, c = D.all_reduce_sum([pending["loss_sum"], pending["count"]], info)
+        progress["loss_sum"] += s
+        progress["count"] += int(c)
+        pending.update(loss_sum=0.0, count=0)
+
+    def save_last():
+        rngs = D.all_gather_objects(capture_rng(), info)
+        if info.is_main:
+            save_state(out / "last.safetensors", model=model, optimizer=optimizer, scaler=scaler,
+                       progress=progress, rngs=rngs, config=cfg.to_dict())
+
+    def on_step(step, loss_sum, count):
+        pending["loss_sum"] += loss_sum
+        pending["count"] += count
+        progress["step"] = step
+        if (cfg.save_every and step % cfg.save_every == 0 and step < steps_per_epoch) or stop():
+            sync_loss()
+            save_last()
+
+    while progress["epoch"] < cfg.epochs:
+        epoch = progress["epoch"]
+        t0 = time.time()
+        sampler.set_epoch(epoch)
+        train_ds.set_epoch(epoch)
+        sampler.set_start(progress["step"] * micro_per_step)
+        loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+                            drop_last=True, pin_memory=info.device.type == "cuda")
+        train_one_epoch(train_model, loader, optimizer, scheduler, scaler, info=info, epoch=epoch,
+                        step_in_epoch=progress["step"], steps_per_epoch=steps_per_epoch,
+                        accum_steps=cfg.accum_steps, label_smoothing=cfg.label_smoothing, clip_grad=cfg.clip_grad,
+                        amp_dtype=amp_dtype, on_step=on_step, should_stop=stop)
+        if stop():
+            if info.is_main:
+                print(f"stopped by signal {stop.signum}; state saved to {out / 'last.safetensors'}, "
+                      "continue with --resume auto")
+            raise SystemExit(128 + stop.signum)
+        sync_loss()
+        val = evaluate(model, val_loader, info=info, amp_dtype=amp_dtype)
+        row = {"epoch": epoch, "train_loss": progress["loss_sum"] / max(progress["count"], 1),
+               "val_loss": val["loss"], "val_acc": val["acc"], "lr": optimizer.param_groups[0]["lr"]}
+        progress["history"].append(row)
+        improved = val["acc"] > progress["best_acc"]
+        if improved:
+            progress["best_acc"] = val["acc"]
+        progress.update(epoch=epoch + 1, step=0, loss_sum=0.0, count=0)
+        if info.is_main:
+            write_log(out / "log.csv", progress["history"])
+            if improved:
+                save_checkpoint(out / "best.safetensors", model,
+                                dict(ckpt_config, val_acc=val["acc"], epoch=epoch))
+            print(f"epoch {epoch}: train_loss {row['train_loss']:.4f} val_loss {val['loss']:.4f} "
+                  f"val_acc {val['acc']:.4f} ({val['count']} images, {time.time() - t0:.0f}s)"
+                  + (" *best*" if improved else ""))
+        save_last()
+
+    summary = {"best_acc": progress["best_acc"], "epochs": cfg.epochs, "output_dir": str(out)}
+    if info.is_main:
+        save_checkpoint(out / "final.safetensors", model,
+                        dict(ckpt_config, val_acc=progress["history"][-1]["val_acc"] if progress["history"] else None,
+                             epoch=cfg.epochs - 1))
+        _final_plots(out, progress["history"], val_ds, cfg, info)
+        print(f"best val accuracy {progress['best_acc']:.4f}; checkpoint {out / 'best.safetensors'}")
+    D.barrier(info)
+    return summary
+
+
+def _final_plots(out: Path, history, val_ds, cfg, info) -> None:
+    """Loss/accuracy curves and the best model's confusion matrix on val."""
+    from .plotting import plot_confusion, plot_curves
+    if history:
+        plot_curves(history, out / "curves.png")
+    best, _ = load_checkpoint(out / "best.safetensors", device=info.device)
+    loader = DataLoader(val_ds, batch_size=cfg.batch_size * 2, num_workers=cfg.workers)
+    val = evaluate(best, loader, info=D.DistInfo(device=info.device))
+    targets = torch.tensor(val_ds.targets)[val["indices"]]
+    plot_confusion(targets.numpy(), val["preds"].numpy(), cfg.num_classes, out / "confusion.png",
+                   title=f"val confusion (acc {val['acc']:.4f})")
