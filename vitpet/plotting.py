@@ -46,3 +46,67 @@ def plot_confusion(targets, preds, num_classes: int, path, title="confusion matr
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
     save_figure(fig, path)
     return m
+
+
+def pos_mosaic(sim: np.ndarray, grid: tuple[int, int], gap: int = 1) -> np.ndarray:
+    """(P, P) similarities -> one image of gh x gw small maps; small map (r, c) is row r*gw+c of ``sim``
+    reshaped to the grid. Gaps between maps are NaN (drawn blank)."""
+    gh, gw = grid
+    out = np.full((gh * (gh + gap) - gap, gw * (gw + gap) - gap), np.nan)
+    for r in range(gh):
+        for c in range(gw):
+            y, x = r * (gh + gap), c * (gw + gap)
+            out[y:y + gh, x:x + gw] = sim[r * gw + c].reshape(gh, gw)
+    return out
+
+
+def plot_pos_similarity(sim: np.ndarray, grid: tuple[int, int], path, title="position embedding similarity"):
+    gh, gw = grid
+    mosaic = pos_mosaic(sim, grid)
+    fig, ax = plt.subplots(figsize=(9, 8.2))
+    im = ax.imshow(mosaic, cmap="viridis", vmin=float(np.nanmin(sim)), vmax=1.0, interpolation="nearest")
+    ax.set_xticks([c * (gw + 1) + (gw - 1) / 2 for c in range(gw)], [str(c + 1) for c in range(gw)], fontsize=7)
+    ax.set_yticks([r * (gh + 1) + (gh - 1) / 2 for r in range(gh)], [str(r + 1) for r in range(gh)], fontsize=7)
+    ax.set(xlabel="input patch column", ylabel="input patch row", title=title)
+    ax.tick_params(length=0)
+    for s in ax.spines.values():
+        s.set_visible(False)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="cosine similarity")
+    save_figure(fig, path, dpi=150)
+
+
+def _panel(ax, img, title):
+    ax.imshow(img)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+
+
+def plot_attention(original, view: np.ndarray, heatmap: np.ndarray, path, title=""):
+    """original | attention map | overlay on the image as the model saw it (``view``, H x W x 3 in [0, 1])."""
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
+    _panel(axes[0], original, "original")
+    im = axes[1].imshow(heatmap, cmap="jet")
+    axes[1].set_title("attention", fontsize=9)
+    axes[1].axis("off")
+    fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.02)
+    _panel(axes[2], view, "overlay (model input)")
+    axes[2].imshow(heatmap, cmap="jet", alpha=0.5)
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def plot_head_maps(view: np.ndarray, heatmaps: np.ndarray, path, title=""):
+    """One overlay per head, then their mean (last). ``heatmaps``: (heads, H, W)."""
+    n = len(heatmaps) + 1
+    cols = min(n, 7)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.3 * rows), squeeze=False)
+    maps = list(heatmaps) + [heatmaps.mean(0)]
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(view)
+            ax.imshow(maps[i], cmap="jet", alpha=0.5)
+            ax.set_title("mean" if i == n - 1 else f"head {i}", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)

@@ -1,0 +1,151 @@
+import numpy as np
+import pytest
+import torch
+
+from helpers import run
+from vitpet import attention as A
+from vitpet import explain, plotting
+from vitpet.model import build_model
+
+
+@pytest.fixture(scope="module")
+def vit():
+    torch.manual_seed(0)
+    return build_model("vit_demo_patch8", pretrained=False).eval()
+
+
+def manual_attention(attn_module, x_in):
+    """softmax(q k^T * scale) per head, recomputed from the block's qkv weights."""
+    B, N, C = x_in.shape
+    h = attn_module.num_heads
+    qkv = x_in @ attn_module.qkv.weight.T + attn_module.qkv.bias
+    q, k, _ = qkv.reshape(B, N, 3, h, C // h).permute(2, 0, 3, 1, 4)
+    return torch.softmax(q @ k.transpose(-2, -1) * (C // h) ** -0.5, dim=-1)
+
+
+def test_captured_attention_equals_manual_recomputation(vit):
+    x = torch.randn(2, 3, 64, 64)
+    seen = {}
+    handle = vit.blocks[-1].attn.register_forward_pre_hook(lambda m, args: seen.update(x=args[0].detach()))
+    try:
+        (captured,) = A.capture_attention(vit, x, [-1])  # the real forward pass feeds the hook too
+    finally:
+        handle.remove()
+    expected = manual_attention(vit.blocks[-1].attn, seen["x"])
+    assert captured.shape == (2, 3, 65, 65)
+    assert torch.allclose(captured, expected, atol=1e-5)
+    assert torch.allclose(captured.sum(-1), torch.ones(2, 3, 65), atol=1e-5)
+    # Not some other block's attention:
+    (first,) = A.capture_attention(vit, x, [0])
+    assert not torch.allclose(first, captured, atol=1e-3)
+
+
+def test_capture_switches_fused_attention_off_for_that_model_only(vit):
+    other = build_model("vit_demo_patch8", pretrained=False)
+    fused_before = [b.attn.fused_attn for b in other.blocks]
+    A.capture_attention(vit, torch.randn(1, 3, 64, 64))
+    assert not any(b.attn.fused_attn for b in vit.blocks)
+    assert [b.attn.fused_attn for b in other.blocks] == fused_before
+    assert all(len(b.attn.attn_drop._forward_hooks) == 0 for b in vit.blocks)  # hooks removed
+
+
+def test_cls_head_mean_matches_reference(vit):
+    x = torch.randn(1, 3, 64, 64)
+    (attn,) = A.capture_attention(vit, x, [-1])
+    maps = A.attention_maps(vit, x)
+    ref = attn[0, :, 0, 1:].mean(0).reshape(8, 8)
+    assert torch.allclose(maps[0], ref, atol=1e-6)
+    per_head = A.attention_maps(vit, x, heads=True)
+    assert per_head.shape == (1, 3, 8, 8) and torch.allclose(per_head.mean(1), maps, atol=1e-6)
+
+
+def numpy_rollout(attns, npt):
+    result = np.eye(attns[0].shape[-1])
+    for a in attns:
+        a = a.mean(0) + np.eye(a.shape[-1])
+        a = a / a.sum(axis=1)[:, None]
+        result = a @ result
+    return result[0, npt:]
+
+
+def test_rollout_matches_numpy_reference():
+    g = torch.Generator().manual_seed(0)
+    attns = [torch.softmax(torch.randn(1, 4, 5, 5, generator=g), -1) for _ in range(3)]
+    ref = numpy_rollout([a[0].double().numpy() for a in attns], 1)
+    got = A.rollout(attns, 1)[0].double().numpy()
+    assert np.allclose(got, ref, atol=1e-6)
+    full = A.rollout(attns, 0)[0]
+    assert torch.allclose(full.sum(), torch.tensor(1.0), atol=1e-5)  # rows stay stochastic
+
+
+@pytest.mark.parametrize("grid,size", [((8, 8), (64, 64)), ((6, 8), (48, 64)), ((14, 14), (224, 224))])
+def test_planted_peak_lands_in_its_patch(grid, size):
+    gh, gw = grid
+    ph, pw = size[0] // gh, size[1] // gw
+    for r, c in [(0, 0), (gh - 1, gw - 1), (gh // 2, 1)]:
+        m = torch.zeros(gh, gw)
+        m[r, c] = 1
+        heat = A.upsample(m, size).numpy()
+        y, x = np.unravel_index(heat.argmax(), heat.shape)
+        assert r * ph <= y < (r + 1) * ph and c * pw <= x < (c + 1) * pw
+
+
+def test_planted_peak_through_the_pipeline_on_non_square_image(tiny_checkpoint, tmp_path, monkeypatch):
+    from PIL import Image
+    Image.new("RGB", (150, 60), (90, 120, 30)).save(tmp_path / "wide.jpg")
+    planted = torch.zeros(1, 8, 8)
+    planted[0, 2, 5] = 1.0
+    monkeypatch.setattr(explain, "attention_maps", lambda *a, **k: planted)
+    drawn = {}
+    monkeypatch.setattr(plotting, "plot_attention",
+                        lambda original, view, heat, path, title: drawn.update(view=view, heat=heat, orig=original))
+    explain.visualize_attention([tmp_path / "wide.jpg"], tmp_path / "out", checkpoint=tiny_checkpoint)
+    assert drawn["orig"].size == (150, 60)
+    assert drawn["view"].shape == (64, 64, 3) and drawn["heat"].shape == (64, 64)  # the model's input, not 150x60
+    y, x = np.unravel_index(drawn["heat"].argmax(), drawn["heat"].shape)
+    assert 16 <= y < 24 and 40 <= x < 48
+    assert np.array_equal(np.load(tmp_path / "out" / "wide.npy"), planted[0].numpy())
+
+
+def test_pos_cosine_matches_numpy(vit):
+    sim = A.pos_embed_cosine(vit).numpy()
+    pe = vit.pos_embed[0, 1:].detach().double().numpy()
+    ref = (pe @ pe.T) / np.outer(np.linalg.norm(pe, axis=1), np.linalg.norm(pe, axis=1))
+    assert sim.shape == (64, 64) and np.allclose(sim, ref, atol=1e-5)
+    assert np.allclose(np.diag(sim), 1, atol=1e-5)
+    mosaic = plotting.pos_mosaic(sim, (8, 8))
+    for r in range(8):
+        for c in range(8):
+            small = mosaic[r * 9:r * 9 + 8, c * 9:c * 9 + 8]
+            assert np.unravel_index(small.argmax(), small.shape) == (r, c)
+
+
+def test_scripts_end_to_end(tiny_checkpoint, pet_data, tmp_path):
+    proc = run(["python3", "p1_visualize_pos.py", "--checkpoint", str(tiny_checkpoint),
+                "--output", str(tmp_path / "p" / "pos.png")])
+    assert proc.returncode == 0, proc.stderr
+    assert np.load(tmp_path / "p" / "pos.npy").shape == (64, 64)
+    assert (tmp_path / "p" / "pos.png").read_bytes()[:4] == b"\x89PNG"
+    imgs = sorted((pet_data / "val").glob("*.jpg"))[:2]
+    for flags, shape in [([], (8, 8)), (["--heads"], (3, 8, 8)), (["--rollout"], (8, 8)), (["--layer", "0"], (8, 8))]:
+        out = tmp_path / ("a" + "".join(flags))
+        proc = run(["python3", "p1_visualize_attn.py", "--checkpoint", str(tiny_checkpoint), "--images",
+                    *map(str, imgs), "--output-dir", str(out), *flags])
+        assert proc.returncode == 0, proc.stderr
+        for img in imgs:
+            assert np.load(out / f"{img.stem}.npy").shape == shape
+            assert (out / f"{img.stem}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_other_input_sizes(tmp_path):
+    from vitpet.model import resolve_model_data_config, save_checkpoint
+    model = build_model("vit_demo_patch8", pretrained=False, img_size=48)
+    ckpt = tmp_path / "m48.safetensors"
+    save_checkpoint(ckpt, model, {"model": "vit_demo_patch8", "num_classes": 37, "img_size": 48,
+                                  "data_config": resolve_model_data_config(model)})
+    sim = explain.visualize_pos(tmp_path / "pos.png", checkpoint=ckpt)
+    assert sim.shape == (36, 36)
+    from PIL import Image
+    Image.new("RGB", (70, 50), (10, 200, 30)).save(tmp_path / "x.png")
+    explain.visualize_attention([tmp_path / "x.png"], tmp_path / "o", checkpoint=ckpt, use_rollout=True)
+    assert np.load(tmp_path / "o" / "x.npy").shape == (6, 6)

@@ -1,0 +1,100 @@
+"""Problem 1 as a user runs it: p1_train.py -> hw3_1.sh -> CSV, plus the scripts' error contract."""
+import functools
+import http.server
+import threading
+
+import pandas as pd
+import pytest
+
+from helpers import ROOT, assert_one_line_error, run
+
+SCRIPTS = ["p1_train.py", "p1_inference.py", "p1_visualize_pos.py", "p1_visualize_attn.py", "p2_caption_attn.py"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help(script):
+    proc = run(["python3", script, "--help"])
+    assert proc.returncode == 0 and "usage" in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Train the tiny ViT from scratch for a few epochs on generated data."""
+    from vitpet.synthetic import make_dataset
+    root = tmp_path_factory.mktemp("e2e")
+    data = make_dataset(root / "data", train_per_class=16, val_per_class=4, seed=5)
+    out = root / "run"
+    proc = run(["python3", "p1_train.py", "--data-dir", str(data), "--model", "vit_demo_patch8", "--no-pretrained",
+                "--epochs", "4", "--batch-size", "32", "--lr", "2e-3", "--opt", "adamw", "--weight-decay", "0.05",
+                "--drop-path", "0", "--workers", "0", "--output-dir", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return data, out
+
+
+def test_training_writes_log_plots_and_checkpoints(trained):
+    data, out = trained
+    log = pd.read_csv(out / "log.csv")
+    assert list(log.columns) == ["epoch", "train_loss", "val_loss", "val_acc", "lr"]
+    assert list(log["epoch"]) == [0, 1, 2, 3]
+    assert log["train_loss"].iloc[-1] < log["train_loss"].iloc[0]
+    for name in ["best.safetensors", "final.safetensors", "last.safetensors", "curves.png", "confusion.png"]:
+        assert (out / name).stat().st_size > 0
+    from vitpet.model import read_checkpoint
+    _, cfg = read_checkpoint(out / "best.safetensors")
+    assert cfg["val_acc"] == pytest.approx(log["val_acc"].max())
+
+
+def test_hw3_1_end_to_end_beats_chance(trained, tmp_path):
+    data, out = trained
+    csv = tmp_path / "with space" / "pred.csv"
+    proc = run(["bash", "hw3_1.sh", str(data / "val"), str(csv)], P1_CHECKPOINT=str(out / "best.safetensors"))
+    assert proc.returncode == 0, proc.stderr
+    df = pd.read_csv(csv)
+    truth = df["filename"].str.split("_").str[0].astype(int)
+    acc = (df["label"] == truth).mean()
+    assert len(df) == 37 * 4
+    assert acc > 3 / 37  # chance is 1/37
+    assert f"accuracy {acc:.4f}" in proc.stdout
+
+
+def test_hw3_1_downloads_missing_checkpoint(trained, tmp_path):
+    data, out = trained
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/best.safetensors"
+        target = tmp_path / "ckpt" / "p1.safetensors"
+        proc = run(["bash", "hw3_1.sh", str(data / "val"), str(tmp_path / "p.csv")],
+                   P1_CHECKPOINT=str(target), P1_CHECKPOINT_URL=url)
+        assert proc.returncode == 0, proc.stderr
+        assert target.read_bytes() == (out / "best.safetensors").read_bytes()
+        bad = run(["bash", "hw3_1.sh", str(data / "val"), str(tmp_path / "q.csv")],
+                  P1_CHECKPOINT=str(tmp_path / "other.safetensors"), P1_CHECKPOINT_URL=url + ".missing")
+        assert bad.returncode != 0 and "could not download" in bad.stderr
+        assert not (tmp_path / "q.csv").exists() and not (tmp_path / "other.safetensors").exists()
+    finally:
+        server.shutdown()
+
+
+def test_scripts_fail_with_one_line(tiny_checkpoint, tmp_path):
+    assert_one_line_error(run(["python3", "p1_inference.py", "--checkpoint", str(tiny_checkpoint),
+                               "--images", str(tmp_path / "nope"), "--output", str(tmp_path / "o.csv")]),
+                          "image folder not found")
+    (tmp_path / "c.safetensors").write_bytes(b"junk")
+    assert_one_line_error(run(["python3", "p1_inference.py", "--checkpoint", str(tmp_path / "c.safetensors"),
+                               "--images", str(tmp_path), "--output", str(tmp_path / "o.csv")]),
+                          "not a valid checkpoint")
+    assert_one_line_error(run(["python3", "p1_train.py", "--model", "vit_demo_patch8", "--no-pretrained"]),
+                          "--data-dir")
+    proc = run(["bash", "hw3_1.sh", "only-one-arg"])
+    assert proc.returncode == 2 and "usage" in proc.stderr
+
+
+def test_bad_training_file_name_is_named(tmp_path):
+    from vitpet.synthetic import make_dataset
+    data = make_dataset(tmp_path / "d", train_per_class=1, val_per_class=1, num_classes=3)
+    (data / "train" / "holiday.jpg").write_bytes((next((data / "train").glob("*.jpg"))).read_bytes())
+    proc = run(["python3", "p1_train.py", "--data-dir", str(data), "--model", "vit_demo_patch8", "--no-pretrained",
+                "--num-classes", "3", "--output-dir", str(tmp_path / "o"), "--workers", "0"])
+    assert_one_line_error(proc, "holiday.jpg")

@@ -1,0 +1,79 @@
+"""The two explanation pipelines behind p1_visualize_pos.py and p1_visualize_attn.py."""
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hw3io import UserError, ensure_writable_dir, load_rgb, atomic_path
+from .attention import attention_maps, patch_grid, pos_embed_cosine, upsample
+from .data import build_view_transform
+from .model import build_model, load_checkpoint, resolve_model_data_config
+from . import plotting
+
+
+def load_explained_model(checkpoint=None, model_name=None, device="cpu"):
+    """A fine-tuned checkpoint, or a timm model with its pretrained weights. Returns (model, data_config)."""
+    if checkpoint is not None:
+        model, config = load_checkpoint(checkpoint, device=device)
+        return model, config["data_config"]
+    if model_name is None:
+        raise UserError("give --checkpoint CKPT or --model NAME")
+    model = build_model(model_name, pretrained=True).to(device).eval()
+    return model, resolve_model_data_config(model)
+
+
+def save_npy(path, array) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+
+def visualize_pos(output, checkpoint=None, model_name=None) -> np.ndarray:
+    """Write the G x G grid of cosine maps to ``output`` and the (P, P) matrix beside it (.npy)."""
+    output = Path(output)
+    ensure_writable_dir(output.parent)
+    model, _ = load_explained_model(checkpoint, model_name)
+    sim = pos_embed_cosine(model).cpu().numpy()
+    grid = patch_grid(model)
+    plotting.plot_pos_similarity(sim, grid, output,
+                                 title=f"cosine similarity of position embeddings ({grid[0]}x{grid[1]} patches)")
+    save_npy(output.with_suffix(".npy"), sim)
+    return sim
+
+
+def view_and_input(img, data_config):
+    """The eval-transformed image in [0, 1] (C, H, W) and the normalised model input built from it."""
+    view = build_view_transform(data_config)(img)
+    mean = torch.tensor(data_config["mean"])[:, None, None]
+    std = torch.tensor(data_config["std"])[:, None, None]
+    return view, (view - mean) / std
+
+
+def visualize_attention(images, output_dir, checkpoint=None, model_name=None, layer=-1, heads=False,
+                        use_rollout=False, device="cpu") -> list[Path]:
+    """One PNG (+ raw map .npy) per image; returns the PNG paths."""
+    output_dir = ensure_writable_dir(output_dir)
+    missing = [str(p) for p in images if not Path(p).is_file()]
+    if missing:
+        raise UserError(f"image(s) not found: {', '.join(missing)}")
+    originals = [load_rgb(p) for p in images]  # every bad file fails here, before anything is written
+    model, data_config = load_explained_model(checkpoint, model_name, device)
+    depth = len(model.blocks)
+    if not -depth <= layer < depth:
+        raise UserError(f"--layer {layer} out of range for a {depth}-layer model (0..{depth - 1} or -1..-{depth})")
+    which = "rollout" if use_rollout else f"layer {layer % depth}"
+    written = []
+    for path, original in zip(images, originals):
+        view, x = view_and_input(original, data_config)
+        maps = attention_maps(model, x[None].to(device), layer=layer, heads=heads, use_rollout=use_rollout)[0].cpu()
+        size = tuple(view.shape[-2:])
+        view_np = view.permute(1, 2, 0).numpy()
+        out = output_dir / f"{Path(path).stem}.png"
+        title = f"{Path(path).name}: CLS attention, {which}" + (", per head" if heads else ", head mean")
+        if heads:
+            plotting.plot_head_maps(view_np, upsample(maps, size).numpy(), out, title)
+        else:
+            plotting.plot_attention(original, view_np, upsample(maps, size).numpy(), out, title)
+        save_npy(out.with_suffix(".npy"), maps.numpy())
+        written.append(out)
+    return written
