@@ -23,7 +23,7 @@ def get_args_parser():
 
 
 def main(argv=None):
-    from vitpet.distributed import pick_device
+    from hw3io import pick_device
     from vitpet.explain import visualize_attention
     a = get_args_parser().parse_args(argv)
     for path in visualize_attention(a.images, a.output_dir, checkpoint=a.checkpoint, model_name=a.model,

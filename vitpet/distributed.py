@@ -6,6 +6,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
+from hw3io import pick_device
+
 
 @dataclass
 class DistInfo:
@@ -21,17 +23,6 @@ class DistInfo:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
-
-
-def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            from hw3io import UserError
-            raise UserError("--device cuda asked for, but no CUDA GPU is available")
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
 
 
 def init_distributed(device: str = "auto") -> DistInfo:

@@ -7,9 +7,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from hw3io import UserError, atomic_path, ensure_writable_dir, list_images, load_rgb
+from hw3io import UserError, atomic_path, ensure_writable_dir, list_images, load_rgb, pick_device
 from .data import ImageFolderDataset, build_transforms, collate_skip, has_labels, parse_label
-from .distributed import pick_device
 from .model import load_checkpoint
 
 

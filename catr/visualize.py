@@ -1,0 +1,40 @@
+"""One PNG per caption: the image under <start>, then one cross-attention overlay per generated token."""
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from hw3io import atomic_path  # noqa: E402
+
+
+def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(T, H', W') -> (T, H, W) bilinear over the resized image; each feature cell covers its pixels."""
+    return F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+def plot_caption_attention(image: np.ndarray, heatmaps: np.ndarray, labels: list[str], caption: str, path,
+                           cols: int = 5) -> None:
+    """``image`` (H, W, 3); ``heatmaps`` (T, H, W); ``labels`` one per map. Tiles: image, then the T overlays."""
+    n = len(labels) + 1
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(image)
+        if i == 0:
+            ax.set_title("<start>", fontsize=11)
+        else:
+            ax.imshow(heatmaps[i - 1], cmap="jet", alpha=0.5)
+            ax.set_title(labels[i - 1], fontsize=11)
+    fig.suptitle(caption, fontsize=13)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)

@@ -1,0 +1,109 @@
+"""catr/decode.py, preprocess.py, tokenizer.py."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from catr.decode import caption_image, cross_attention, greedy_decode, naive_decode
+from catr.preprocess import preprocess, resized_shape
+from catr.tokenizer import CaptionTokenizer, load_tokenizer
+from catr.visualize import upsample
+from catr_helpers import small_model, write_vocab
+from hw3io import UserError
+
+
+@pytest.fixture(scope="module")
+def model():
+    return small_model()
+
+
+@pytest.fixture(scope="module")
+def image():
+    g = torch.Generator().manual_seed(0)
+    arr = (torch.rand(90, 140, 3, generator=g) * 255).byte().numpy()
+    return preprocess(Image.fromarray(arr))
+
+
+def test_fast_decode_equals_naive_loop(model, image):
+    _, x, mask = image
+    ids, ended, maps = naive_decode(model, x, mask, 2, 3, max_len=24, layer=-1)
+    fast = caption_image(model, x, mask, 2, 3, max_len=24, layer=-1)
+    assert fast.ids == ids and fast.ended == ended
+    assert fast.maps.shape == maps.shape == (len(ids) + ended, *fast.grid)
+    assert torch.allclose(fast.maps, maps, atol=1e-5)
+
+
+def test_fast_equals_naive_when_the_caption_ends(model, image):
+    _, x, mask = image
+    free, _, _ = naive_decode(model, x, mask, 2, end_id=-1, max_len=24)
+    end_id = next(t for t in free if t != free[0])  # stop at the first token that differs from the first one
+    ids, ended, maps = naive_decode(model, x, mask, 2, end_id, max_len=24, layer=0)
+    fast = caption_image(model, x, mask, 2, end_id, max_len=24, layer=0)
+    assert ended and fast.ended and fast.ids == ids and end_id not in ids
+    assert len(fast.maps) == len(ids) + 1  # one map per token plus the query that generated [SEP]
+    assert torch.allclose(fast.maps, maps, atol=1e-5)
+
+
+def test_per_head_maps_average_to_the_mean(model, image):
+    _, x, mask = image
+    ids, ended, enc = greedy_decode(model, x, mask, 2, 3, max_len=10)
+    heads = cross_attention(model, enc, 2, ids, ended, layer=-1, heads=True)
+    mean = cross_attention(model, enc, 2, ids, ended, layer=-1)
+    assert heads.shape == (len(ids), 4, *enc[3]) and torch.allclose(heads.mean(1), mean, atol=1e-6)
+    assert torch.allclose(mean.sum((-2, -1)), torch.ones(len(ids)), atol=1e-5)  # each map is a distribution
+
+
+def test_stop_at_end_false_runs_to_max_len(model, image):
+    _, x, mask = image
+    ids, ended, _ = greedy_decode(model, x, mask, 2, 3, max_len=12, stop_at_end=False)
+    assert len(ids) == 11 and not ended
+
+
+@pytest.mark.parametrize("size,expected", [((640, 480), (299, 224)), ((480, 640), (224, 299)), ((299, 299), (299, 299)),
+                                           ((1000, 333), (299, 99)), ((100, 50), (299, 149))])
+def test_resize_longer_side_to_299(size, expected):
+    assert resized_shape(size) == expected
+    small, x, mask = preprocess(Image.new("RGB", size, (255, 0, 0)))
+    assert small.size == expected and x.shape == (1, 3, expected[1], expected[0]) and mask.shape == (1, *x.shape[-2:])
+    assert not mask.any()
+    assert torch.allclose(x[0, :, 0, 0], torch.tensor([1.0, -1.0, -1.0]))  # (v - 0.5) / 0.5
+
+
+def test_planted_peak_on_non_square_image():
+    small, x, _ = preprocess(Image.new("RGB", (640, 400)))
+    H, W = x.shape[-2:]
+    gh, gw = math.ceil(H / 16), math.ceil(W / 16)
+    assert (H, W) == (186, 299) and (gh, gw) == (12, 19)
+    for r, c in [(0, 0), (gh - 1, gw - 1), (5, 13)]:
+        m = torch.zeros(1, gh, gw)
+        m[0, r, c] = 1
+        heat = upsample(m, (H, W))[0].numpy()
+        y, xx = np.unravel_index(heat.argmax(), heat.shape)
+        assert r * H / gh <= y < (r + 1) * H / gh and c * W / gw <= xx < (c + 1) * W / gw
+
+
+def test_tokenizer_ids_and_decoding(tmp_path):
+    tok = CaptionTokenizer(write_vocab(tmp_path / "vocab.txt"))
+    assert (tok.start_id, tok.end_id, tok.pad_id) == (2, 3, 0)
+    ids = tok.encode("A man riding bikes on the street.")
+    pieces = [tok.token(i) for i in ids]
+    assert pieces[0] == "[CLS]" and pieces[-1] == "[SEP]" and "##s" in pieces
+    assert tok.decode(ids) == "a man riding bikes on the street."
+
+
+def test_tokenizer_lookup(tmp_path, monkeypatch):
+    monkeypatch.setenv("CATR_VOCAB", str(write_vocab(tmp_path / "v.txt")))
+    assert load_tokenizer().vocab_size == 24
+    monkeypatch.delenv("CATR_VOCAB")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    import huggingface_hub.constants as c
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(UserError, match="--vocab"):
+        load_tokenizer()
+    with pytest.raises(UserError, match="not found"):
+        load_tokenizer(tmp_path / "missing.txt")
+    (tmp_path / "bad.txt").write_text("hello\nworld\n")
+    with pytest.raises(UserError, match="lacks"):
+        load_tokenizer(tmp_path / "bad.txt")
