@@ -69,12 +69,21 @@ def write_log(path, history: list[dict]) -> None:
 
 
 class StopFlag:
-    """SIGTERM/SIGINT (pre-emption, Ctrl-C) set a flag; the loop saves a state at the next step and exits."""
+    """SIGTERM/SIGINT (pre-emption, Ctrl-C) set a flag; the loop saves a state after the current step and exits.
+    A context manager, so the previous handlers come back afterwards."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
         self.signum = None
-        for s in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(s, self._set)
+
+    def __enter__(self):
+        self._previous = {s: signal.signal(s, self._set) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
 
     def _set(self, signum, frame):
         self.signum = signum
@@ -87,17 +96,23 @@ def fit(cfg: TrainConfig) -> dict:
     """Train, validate each epoch, keep best/last; returns the final summary dict."""
     info = D.init_distributed(cfg.device)
     try:
-        return _fit(cfg, info)
+        with StopFlag() as stop:
+            return _fit(cfg, info, stop)
     finally:
         D.cleanup()
 
 
-def _fit(cfg: TrainConfig, info: D.DistInfo) -> dict:
+def _loader(dataset, **kwargs) -> DataLoader:
+    # A private generator: creating a loader iterator must not consume the global RNG (dropout's stream), or a
+    # run resumed mid-epoch would draw different dropout masks. Augmentation is seeded per sample anyway.
+    return DataLoader(dataset, generator=torch.Generator().manual_seed(0), **kwargs)
+
+
+def _fit(cfg: TrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:
     train_dir, val_dir = resolve_dirs(cfg)
     out = Path(cfg.output_dir)
     if info.is_main:
         ensure_writable_dir(out)
-    stop = StopFlag()
     seed_everything(cfg.seed)  # same on every rank: identical initial weights
     model = build_model(cfg.model, cfg.num_classes, cfg.img_size, pretrained=cfg.pretrained,
                         pretrained_file=cfg.pretrained_file, drop_path_rate=cfg.drop_path)
@@ -116,7 +131,7 @@ def _fit(cfg: TrainConfig, info: D.DistInfo) -> dict:
     if steps_per_epoch == 0:
         raise UserError(f"{len(train_ds)} training images are fewer than one optimizer step "
                         f"({cfg.batch_size} x {cfg.accum_steps} x {info.world_size} devices)")
-    val_loader = DataLoader(Subset(val_ds, D.shard_indices(len(val_ds), info)), batch_size=cfg.batch_size * 2,
+    val_loader = _loader(Subset(val_ds, D.shard_indices(len(val_ds), info)), batch_size=cfg.batch_size * 2,
                             num_workers=cfg.workers, pin_memory=info.device.type == "cuda")
 
     optimizer = build_optimizer(cfg, model, info.device)
@@ -179,7 +194,7 @@ def _fit(cfg: TrainConfig, info: D.DistInfo) -> dict:
         sampler.set_epoch(epoch)
         train_ds.set_epoch(epoch)
         sampler.set_start(progress["step"] * micro_per_step)
-        loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+        loader = _loader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
                             drop_last=True, pin_memory=info.device.type == "cuda")
         train_one_epoch(train_model, loader, optimizer, scheduler, scaler, info=info, epoch=epoch,
                         step_in_epoch=progress["step"], steps_per_epoch=steps_per_epoch,
@@ -226,7 +241,7 @@ def _final_plots(out: Path, history, val_ds, cfg, info) -> None:
     if history:
         plot_curves(history, out / "curves.png")
     best, _ = load_checkpoint(out / "best.safetensors", device=info.device)
-    loader = DataLoader(val_ds, batch_size=cfg.batch_size * 2, num_workers=cfg.workers)
+    loader = _loader(val_ds, batch_size=cfg.batch_size * 2, num_workers=cfg.workers)
     val = evaluate(best, loader, info=D.DistInfo(device=info.device))
     targets = torch.tensor(val_ds.targets)[val["indices"]]
     plot_confusion(targets.numpy(), val["preds"].numpy(), cfg.num_classes, out / "confusion.png",

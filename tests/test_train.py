@@ -1,0 +1,127 @@
+"""Training contract: exact resume after SIGKILL/SIGTERM, gradient accumulation, and torchrun (gloo) DDP."""
+import json
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+import safetensors
+import safetensors.torch
+import torch
+
+from helpers import ROOT, run, script_env
+from vitpet.config import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from vitpet.synthetic import make_dataset
+    return make_dataset(tmp_path_factory.mktemp("train"), train_per_class=4, val_per_class=1, seed=9)
+
+
+def train_args(data, out, *extra):
+    return ["python3", "p1_train.py", "--data-dir", str(data), "--model", "vit_demo_patch8", "--no-pretrained",
+            "--batch-size", "4", "--epochs", "2", "--lr", "3e-3", "--workers", "0", "--output-dir", str(out), *extra]
+
+
+def weights(path):
+    return safetensors.torch.load_file(str(path))
+
+
+def assert_bitwise_equal(a, b):
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def state_progress(path):
+    with safetensors.safe_open(str(path), framework="pt") as f:
+        return json.loads(f.metadata()["progress"])
+
+
+def test_killed_runs_resume_bitwise(data, tmp_path):
+    ref = tmp_path / "ref"
+    proc = run(train_args(data, ref, "--save-every", "5"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+    out = tmp_path / "killed"
+    state = out / "last.safetensors"
+    rng = random.Random(0)
+    kills = []
+    for _ in range(3):
+        before = state.stat().st_mtime_ns if state.exists() else 0
+        p = subprocess.Popen(train_args(data, out, "--save-every", "5", "--resume", "auto"), cwd=ROOT,
+                             env=script_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while (not state.exists() or state.stat().st_mtime_ns == before) and p.poll() is None:
+            assert time.time() < deadline
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, 0.4))  # somewhere after a save: mid-step, mid-epoch, or during validation
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        assert p.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+        kills.append(state_progress(state)["epoch"] * 100 + state_progress(state)["step"])
+    assert len(set(kills)) > 1  # killed at different points
+    proc = run(train_args(data, out, "--save-every", "5", "--resume", "auto"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "resumed from" in proc.stdout
+    assert_bitwise_equal(out / "final.safetensors", ref / "final.safetensors")
+    assert (out / "log.csv").read_text() == (ref / "log.csv").read_text()
+
+
+def test_sigterm_saves_state_and_resume_matches(data, tmp_path):
+    ref = tmp_path / "ref"
+    assert run(train_args(data, ref)).returncode == 0
+    out = tmp_path / "term"
+    p = subprocess.Popen(train_args(data, out), cwd=ROOT, env=script_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "log.csv").exists():  # first epoch done; now interrupt the second one
+        assert time.time() < deadline and p.poll() is None
+        time.sleep(0.01)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGTERM)
+    stdout, _ = p.communicate(timeout=120)
+    assert p.returncode == 128 + signal.SIGTERM and "state saved" in stdout
+    progress = state_progress(out / "last.safetensors")
+    assert progress["epoch"] == 1 and 0 < progress["step"] < 37
+    proc = run(train_args(data, out, "--resume", str(out / "last.safetensors")))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert_bitwise_equal(out / "final.safetensors", ref / "final.safetensors")
+
+
+def _fit(data, out, **kw):
+    from vitpet.train import fit
+    cfg = TrainConfig(data_dir=str(data), model="vit_demo_patch8", pretrained=False, epochs=1, workers=0,
+                      output_dir=str(out), drop_path=0.0, lr=3e-3, warmup_epochs=0, **kw)
+    fit(cfg)
+    return weights(out / "final.safetensors")
+
+
+def test_gradient_accumulation_equals_a_larger_batch(data, tmp_path):
+    big = _fit(data, tmp_path / "big", batch_size=8, accum_steps=1)
+    acc = _fit(data, tmp_path / "acc", batch_size=2, accum_steps=4)
+    for k in big:
+        assert torch.allclose(big[k], acc[k], atol=1e-5, rtol=1e-4), k
+    other = _fit(data, tmp_path / "other", batch_size=8, accum_steps=1, seed=1)
+    assert not torch.allclose(big["head.weight"], other["head.weight"], atol=1e-3)  # the check can fail
+
+
+def test_torchrun_two_processes_match_one(data, tmp_path):
+    single = tmp_path / "single"
+    proc = run(train_args(data, single, "--batch-size", "8", "--drop-path", "0"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ddp = tmp_path / "ddp"
+    proc = run(["python3", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                *train_args(data, ddp, "--batch-size", "4", "--drop-path", "0")[1:]], OMP_NUM_THREADS="1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "effective batch 8 (4 per device x 2 devices x 1 accumulation)" in proc.stdout
+    epoch_lines = [l for l in proc.stdout.splitlines() if l.startswith("epoch ")]
+    assert len(epoch_lines) == 2  # printed by rank 0 only
+    assert all("(37 images" in l for l in epoch_lines)  # 37 val images, none dropped or doubled over 2 ranks
+    a, b = weights(single / "final.safetensors"), weights(ddp / "final.safetensors")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-4, rtol=1e-3), k
+    assert (ddp / "log.csv").read_text().count("\n") == 3
