@@ -48,10 +48,11 @@ class Caption(nn.Module):
         memory, fmask, pos = self.transformer.encode(self.input_proj(features), fmask, pos)
         return memory, fmask, pos, tuple(features.shape[-2:])
 
-    def decode(self, ids, ids_padding_mask, memory, mask, pos, attn_layer=None, attn_mode="mean"):
-        """Logits (B, T, vocab) for every position, plus the requested cross-attention (see Transformer.decode)."""
+    def decode(self, ids, ids_padding_mask, memory, mask, pos, attn_layer=None, attn_mode="mean", last_only=False):
+        """Logits (B, T, vocab) for every position (``last_only``: (B, 1, vocab), all greedy decoding needs; the
+        vocabulary head is the decoder's most expensive part), plus the requested cross-attention."""
         hs, attn = self.transformer.decode(ids, ids_padding_mask, memory, mask, pos, attn_layer, attn_mode)
-        return self.mlp(hs), attn
+        return self.mlp(hs[:, -1:] if last_only else hs), attn
 
     def forward(self, images, mask, ids, ids_padding_mask):
         """The official call: everything recomputed from pixels. Returns logits (B, T, vocab)."""

@@ -27,7 +27,7 @@ def greedy_decode(model, images, mask, start_id, end_id, max_len=128, stop_at_en
     ids = torch.tensor([[start_id]], device=images.device)
     ended = False
     while ids.shape[1] < max_len:
-        logits, _ = model.decode(ids, None, memory, fmask, pos)
+        logits, _ = model.decode(ids, None, memory, fmask, pos, last_only=True)
         nxt = logits[0, -1].argmax()
         if stop_at_end and nxt.item() == end_id:
             ended = True
@@ -57,15 +57,17 @@ def caption_image(model, images, mask, start_id, end_id, max_len=128, layer=-1, 
 
 
 @torch.no_grad()
-def naive_decode(model, images, mask, start_id, end_id, pad_id=0, max_len=128, stop_at_end=True, layer=None):
+def naive_decode(model, images, mask, start_id, end_id, pad_id=0, max_len=128, stop_at_end=True, layer=None,
+                 max_tokens=None):
     """The official loop: a 128-slot caption with a padding mask, the whole model re-run for every token.
-    With ``layer`` it also records, at each step, the cross-attention row of the query that made the token.
+    With ``layer`` it also records, at each step, the cross-attention row of the query that made the token;
+    ``max_tokens`` stops early (the benchmark fixes the caption length this way).
     Returns (ids, ended, maps (T, H', W') or None)."""
     caption = torch.full((1, max_len), pad_id, dtype=torch.long, device=images.device)
     padding = torch.ones((1, max_len), dtype=torch.bool, device=images.device)
     caption[:, 0], padding[:, 0] = start_id, False
     rows, ended, n = [], False, 0
-    for i in range(max_len - 1):
+    for i in range(min(max_len - 1, max_tokens or max_len)):
         features, fmask, pos = model.backbone(images, mask)
         memory, fmask, pos = model.transformer.encode(model.input_proj(features), fmask, pos)
         logits, attn = model.decode(caption, padding, memory, fmask, pos, attn_layer=layer)

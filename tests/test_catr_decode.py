@@ -10,13 +10,13 @@ from catr.decode import caption_image, cross_attention, greedy_decode, naive_dec
 from catr.preprocess import preprocess, resized_shape
 from catr.tokenizer import CaptionTokenizer, load_tokenizer
 from catr.visualize import upsample
-from catr_helpers import small_model, write_vocab
+from catr.tiny import tiny_model, write_vocab
 from hw3io import UserError
 
 
 @pytest.fixture(scope="module")
 def model():
-    return small_model()
+    return tiny_model()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import torch
 from catr import CATRConfig, build_model, create_model
 from catr.backbone import Backbone
 from catr.position_encoding import PositionEmbeddingSine
-from catr_helpers import small_config, small_model
+from catr.tiny import tiny_config, tiny_model
 from hw3io import UserError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "catr_official_state_dict_shapes.json"
@@ -76,7 +76,7 @@ def test_sine_position_encoding_values():
 
 
 def test_cross_attention_equals_manual_recomputation():
-    model = small_model()
+    model = tiny_model()
     x = torch.randn(1, 3, 64, 80)
     memory, fmask, pos, grid = model.encode_image(x, torch.zeros(1, 64, 80, dtype=torch.bool))
     layer = model.transformer.decoder.layers[-1]
@@ -101,7 +101,7 @@ def test_cross_attention_equals_manual_recomputation():
 
 
 def test_decoder_is_causal():
-    model = small_model()
+    model = tiny_model()
     x = torch.randn(1, 3, 48, 48)
     enc = model.encode_image(x, torch.zeros(1, 48, 48, dtype=torch.bool))[:3]
     long, a_long = model.decode(torch.tensor([[2, 5, 9, 7, 11]]), None, *enc, attn_layer=0)
@@ -109,7 +109,7 @@ def test_decoder_is_causal():
     assert torch.allclose(long[:, :3], short, atol=1e-5) and torch.allclose(a_long[:, :3], a_short, atol=1e-6)
 
 
-def test_small_config_builds_with_its_own_numbers():
-    model = build_model(small_config())
+def test_tiny_config_builds_with_its_own_numbers():
+    model = build_model(tiny_config())
     assert model.mlp.layers[-1].out_features == 24
     assert len(model.transformer.decoder.layers) == 2

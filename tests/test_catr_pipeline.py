@@ -8,26 +8,20 @@ from PIL import Image
 
 from catr.pipeline import caption_folder, caption_one
 from catr.tokenizer import CaptionTokenizer
-from catr_helpers import small_config, small_model, write_vocab
+from catr.tiny import IMAGES, tiny_config, tiny_model, write_images, write_vocab
 from helpers import assert_one_line_error, run
 from hw3io import UserError
 
-NAMES = {"bike.jpg": (640, 427), "girl.png": (480, 640), "sheep.jpg": (500, 375), "ski.jpg": (300, 300),
-         "umbrella.png": (427, 640)}
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     root = tmp_path_factory.mktemp("catr")
-    images = root / "images"
-    images.mkdir()
-    g = np.random.default_rng(0)
-    for name, size in NAMES.items():
-        Image.fromarray(g.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(images / name)
+    images = write_images(root / "images")
     (images / "notes.txt").write_text("not an image")
-    model = small_model()
+    model = tiny_model()
     ckpt = root / "small_catr.pth"
-    torch.save({"model": model.state_dict(), "catr_config": small_config().to_dict()}, ckpt)
+    torch.save({"model": model.state_dict(), "catr_config": tiny_config().to_dict()}, ckpt)
     return {"images": images, "ckpt": ckpt, "vocab": write_vocab(root / "vocab.txt"), "model": model}
 
 
@@ -39,7 +33,7 @@ def test_hw3_2_end_to_end(assets, tmp_path):
     assert sorted(p.name for p in out.glob("*.png")) == ["bike.png", "girl.png", "sheep.png", "ski.png",
                                                          "umbrella.png"]
     tok = CaptionTokenizer(assets["vocab"])
-    for name, (w, h) in NAMES.items():
+    for name, (w, h) in IMAGES.items():
         stem = name.rsplit(".", 1)[0]
         scale = 299 / max(w, h)
         rh, rw = int(h * scale), int(w * scale)

@@ -82,3 +82,19 @@ def make_dataset(root, train_per_class: int = 24, val_per_class: int = 8, num_cl
     make_split(root / "train", train_per_class, seed=seed + 1, num_classes=num_classes)
     make_split(root / "val", val_per_class, seed=seed + 2, num_classes=num_classes)
     return root
+
+
+def main(argv=None):
+    import argparse
+    p = argparse.ArgumentParser(description="Write a generated pet-style train/val folder pair.")
+    p.add_argument("out", help="folder to create train/ and val/ in")
+    p.add_argument("--train-per-class", type=int, default=40)
+    p.add_argument("--val-per-class", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    make_dataset(a.out, a.train_per_class, a.val_per_class, seed=a.seed)
+    print(f"wrote {37 * a.train_per_class} train and {37 * a.val_per_class} val images under {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole pipeline offline on generated data (run by `make demo`, which puts .venv/bin first on PATH).
+# Problem 1: generate pet-style folders -> train a tiny ViT from scratch on the CPU -> hw3_1.sh -> plots.
+# Problem 2: a tiny random-weight CATR + generated vocabulary -> hw3_2.sh (the maps show the machinery, not
+# meaning: real captions need the official weights, see README).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=demo_out
+rm -rf "$out"
+export HF_HUB_OFFLINE=1
+
+echo "== Problem 1: data"
+python3 -m vitpet.synthetic "$out/data" --train-per-class 40 --val-per-class 8
+echo "== Problem 1: train (tiny ViT from scratch, CPU, about 2 minutes)"
+python3 p1_train.py --data-dir "$out/data" --output-dir "$out/p1" --model vit_demo_patch8 --no-pretrained \
+  --epochs 12 --batch-size 32 --opt adamw --lr 2e-3 --weight-decay 0.05 --drop-path 0 --label-smoothing 0 \
+  --workers 2
+echo "== Problem 1: predict val with hw3_1.sh"
+P1_CHECKPOINT="$out/p1/best.safetensors" bash hw3_1.sh "$out/data/val" "$out/p1/pred.csv"
+echo "== Problem 1: explain"
+python3 p1_visualize_pos.py --checkpoint "$out/p1/best.safetensors" --output "$out/p1/pos.png"
+imgs=$(ls "$out"/data/val/*.jpg | awk 'NR % 100 == 1' | head -n 3)
+python3 p1_visualize_attn.py --checkpoint "$out/p1/best.safetensors" --images $imgs --output-dir "$out/p1/attn"
+
+echo "== Problem 2: tiny CATR, captions with per-token cross-attention"
+python3 -m catr.tiny "$out/p2"
+CATR_CHECKPOINT="$out/p2/tiny_catr.pth" CATR_VOCAB="$out/p2/vocab.txt" bash hw3_2.sh "$out/p2/images" "$out/p2/attn"
+
+echo
+echo "Done (chance accuracy is 1/37 = 0.027). Outputs:"
+echo "  $out/p1/log.csv, curves.png, confusion.png   training log and plots"
+echo "  $out/p1/pred.csv                             hw3_1.sh predictions"
+echo "  $out/p1/pos.png, attn/*.png                 position-embedding similarity, CLS attention"
+echo "  $out/p2/attn/*.png                           per-token cross-attention tiles"
