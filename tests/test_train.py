@@ -90,6 +90,7 @@ def test_sigterm_saves_state_and_resume_matches(data, tmp_path):
     proc = run(train_args(data, out, "--resume", str(out / "last.safetensors")))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert_bitwise_equal(out / "final.safetensors", ref / "final.safetensors")
+    assert (out / "log.csv").read_text() == (ref / "log.csv").read_text()
 
 
 def _fit(data, out, **kw):
@@ -125,3 +126,29 @@ def test_torchrun_two_processes_match_one(data, tmp_path):
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-4, rtol=1e-3), k
     assert (ddp / "log.csv").read_text().count("\n") == 3
+
+
+def test_torchrun_sigterm_saves_and_resumes_bitwise(data, tmp_path):
+    torchrun = ["python3", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    ref = tmp_path / "ref"
+    proc = run([*torchrun, *train_args(data, ref, "--drop-path", "0.1")[1:]], OMP_NUM_THREADS="1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "term"
+    p = subprocess.Popen([*torchrun, *train_args(data, out, "--drop-path", "0.1")[1:]], cwd=ROOT,
+                         env=script_env(OMP_NUM_THREADS="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    deadline = time.time() + 120
+    while not (out / "log.csv").exists():
+        assert time.time() < deadline and p.poll() is None
+        time.sleep(0.01)
+    time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)  # torchrun forwards it to both ranks
+    stdout, stderr = p.communicate(timeout=120)
+    assert p.returncode != 0 and "state saved" in stdout, stderr[-2000:]
+    progress = state_progress(out / "last.safetensors")
+    assert progress["epoch"] == 1 and 0 < progress["step"] < 18
+    proc = run([*torchrun, *train_args(data, out, "--drop-path", "0.1", "--resume", "auto")[1:]],
+               OMP_NUM_THREADS="1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_bitwise_equal(out / "final.safetensors", ref / "final.safetensors")
+    assert (out / "log.csv").read_text() == (ref / "log.csv").read_text()

@@ -166,26 +166,24 @@ def _fit(cfg: TrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:
 
     ckpt_config = {"model": cfg.model, "num_classes": cfg.num_classes, "img_size": img_size,
                    "data_config": data_config, "train_config": cfg.to_dict()}
-    pending = {"loss_sum": 0.0, "count": 0}  # this rank's loss since the last cross-rank sync
-
-    def sync_loss():
-        s, c = D.all_reduce_sum([pending["loss_sum"], pending["count"]], info)
-        progress["loss_sum"] += s
-        progress["count"] += int(c)
-        pending.update(loss_sum=0.0, count=0)
-
     def save_last():
         rngs = D.all_gather_objects(capture_rng(), info)
         if info.is_main:
             save_state(out / "last.safetensors", model=model, optimizer=optimizer, scaler=scaler,
                        progress=progress, rngs=rngs, config=cfg.to_dict())
 
+    stopping = {"now": False}
+
     def on_step(step, loss_sum, count):
-        pending["loss_sum"] += loss_sum
-        pending["count"] += count
+        # One tiny all-reduce per step: the epoch's loss is summed in the same order whether or not the run was
+        # interrupted (so a resumed log matches to the bit), and ranks, which get signals at slightly different
+        # times, agree on stopping so that all of them save together.
+        loss_sum, count, stops = D.all_reduce_sum([loss_sum, count, float(stop())], info)
+        progress["loss_sum"] += loss_sum
+        progress["count"] += int(count)
         progress["step"] = step
-        if (cfg.save_every and step % cfg.save_every == 0 and step < steps_per_epoch) or stop():
-            sync_loss()
+        stopping["now"] = stops > 0
+        if (cfg.save_every and step % cfg.save_every == 0 and step < steps_per_epoch) or stopping["now"]:
             save_last()
 
     while progress["epoch"] < cfg.epochs:
@@ -199,13 +197,13 @@ def _fit(cfg: TrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:
         train_one_epoch(train_model, loader, optimizer, scheduler, scaler, info=info, epoch=epoch,
                         step_in_epoch=progress["step"], steps_per_epoch=steps_per_epoch,
                         accum_steps=cfg.accum_steps, label_smoothing=cfg.label_smoothing, clip_grad=cfg.clip_grad,
-                        amp_dtype=amp_dtype, on_step=on_step, should_stop=stop)
-        if stop():
+                        amp_dtype=amp_dtype, on_step=on_step, should_stop=lambda: stopping["now"])
+        if stopping["now"]:
+            signum = stop.signum or signal.SIGTERM
             if info.is_main:
-                print(f"stopped by signal {stop.signum}; state saved to {out / 'last.safetensors'}, "
+                print(f"stopped by signal {signum}; state saved to {out / 'last.safetensors'}, "
                       "continue with --resume auto")
-            raise SystemExit(128 + stop.signum)
-        sync_loss()
+            raise SystemExit(128 + signum)
         val = evaluate(model, val_loader, info=info, amp_dtype=amp_dtype)
         row = {"epoch": epoch, "train_loss": progress["loss_sum"] / max(progress["count"], 1),
                "val_loss": val["loss"], "val_acc": val["acc"], "lr": optimizer.param_groups[0]["lr"]}
