@@ -5,12 +5,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hw3io import UserError, atomic_path, atomic_write_text, check_readable, ensure_writable_dir, list_images, load_rgb
+from hw3io import (UserError, atomic_path, atomic_write_text, check_readable, ensure_writable_dir, list_images,
+                   load_rgb, upsample)
 from .caption import create_model
 from .decode import caption_image
 from .preprocess import preprocess
 from .tokenizer import load_tokenizer
-from .visualize import plot_caption_attention, upsample
+from .visualize import plot_caption_attention
 
 
 def tile_labels(tokenizer, ids, ended) -> list[str]:

@@ -6,15 +6,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from hw3io import atomic_path  # noqa: E402
-
-
-def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(T, H', W') -> (T, H, W) bilinear over the resized image; each feature cell covers its pixels."""
-    return F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
 def plot_caption_attention(image: np.ndarray, heatmaps: np.ndarray, labels: list[str], caption: str, path,

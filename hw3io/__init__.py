@@ -3,3 +3,4 @@ from .errors import UserError, run_cli
 from .images import IMAGE_EXTENSIONS, list_images, load_rgb, check_readable
 from .atomic import atomic_path, atomic_write_text, ensure_writable_dir
 from .device import pick_device
+from .maps import upsample

@@ -9,7 +9,7 @@ from PIL import Image
 from catr.decode import caption_image, cross_attention, greedy_decode, naive_decode
 from catr.preprocess import preprocess, resized_shape
 from catr.tokenizer import CaptionTokenizer, load_tokenizer
-from catr.visualize import upsample
+from hw3io import upsample
 from catr.tiny import tiny_model, write_vocab
 from hw3io import UserError
 

@@ -56,13 +56,6 @@ def to_grid(vec: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     return vec.reshape(*vec.shape[:-1], *grid)
 
 
-def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(..., gh, gw) -> (..., H, W) bilinear, so a patch's value covers that patch's pixels."""
-    lead = maps.shape[:-2]
-    x = maps.reshape(-1, 1, *maps.shape[-2:]).float()
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False).reshape(*lead, *size)
-
-
 def attention_maps(model, x: torch.Tensor, *, layer: int = -1, heads: bool = False, use_rollout: bool = False):
     """Maps on the patch grid for a batch: (B, gh, gw), or (B, heads, gh, gw) with ``heads``."""
     npt = model.num_prefix_tokens

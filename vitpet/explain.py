@@ -4,8 +4,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hw3io import UserError, ensure_writable_dir, load_rgb, atomic_path
-from .attention import attention_maps, patch_grid, pos_embed_cosine, upsample
+from hw3io import UserError, atomic_path, ensure_writable_dir, load_rgb, upsample
+from .attention import attention_maps, patch_grid, pos_embed_cosine
 from .data import build_view_transform
 from .model import build_model, load_checkpoint, resolve_model_data_config
 from . import plotting
