@@ -5,3 +5,5 @@ backbone.py -> position_encoding.py -> transformer.py -> caption.py (``build_mod
 """
 from .config import CATRConfig
 from .caption import Caption, build_model, create_model
+
+__all__ = ["CATRConfig", "Caption", "build_model", "create_model"]

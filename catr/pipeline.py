@@ -2,7 +2,6 @@
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from hw3io import (UserError, atomic_path, atomic_write_text, check_readable, ensure_writable_dir, list_images,
@@ -62,6 +61,7 @@ def caption_folder(images, output_dir, *, checkpoint=None, version="v3", vocab=N
     written = []
     for path in tqdm(paths, desc="caption", unit="img", dynamic_ncols=True):
         small, out, text = caption_one(model, tokenizer, load_rgb(path), device, layer, heads)
-        written.append(write_outputs(output_dir, path.stem, small, out, text, tile_labels(tokenizer, out.ids, out.ended)))
+        labels = tile_labels(tokenizer, out.ids, out.ended)
+        written.append(write_outputs(output_dir, path.stem, small, out, text, labels))
         tqdm.write(f"{path.name}: {text}")
     return written

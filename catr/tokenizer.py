@@ -24,8 +24,8 @@ def find_vocab(vocab=None) -> Path:
                 return Path(hit)
     except ImportError:
         pass
-    raise UserError("no BERT uncased vocabulary: pass --vocab vocab.txt (or set CATR_VOCAB), or put "
-                    "bert-base-uncased in the Hugging Face cache (huggingface-cli download bert-base-uncased vocab.txt)")
+    raise UserError("no BERT uncased vocabulary: pass --vocab vocab.txt (or set CATR_VOCAB), or put bert-base-uncased "
+                    "in the Hugging Face cache (huggingface-cli download bert-base-uncased vocab.txt)")
 
 
 class CaptionTokenizer:

@@ -6,7 +6,7 @@ import threading
 import pandas as pd
 import pytest
 
-from helpers import ROOT, assert_one_line_error, run
+from helpers import assert_one_line_error, run
 
 SCRIPTS = ["p1_train.py", "p1_inference.py", "p1_visualize_pos.py", "p1_visualize_attn.py", "p2_caption_attn.py"]
 

@@ -3,7 +3,6 @@ import shutil
 
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
 from hw3io import UserError

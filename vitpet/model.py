@@ -54,8 +54,8 @@ def build_model(name: str = DEFAULT_MODEL, num_classes: int = NUM_CLASSES, img_s
     except (OSError, ValueError) as e:  # hub unreachable, no cache, bad file
         if not pretrained:
             raise
-        raise UserError(f"could not load pretrained weights for {name} ({type(e).__name__}: {str(e)[:200]}); "
-                        "when offline pass --pretrained-file PATH (a timm .safetensors/.bin) or --no-pretrained") from None
+        raise UserError(f"could not load pretrained weights for {name} ({type(e).__name__}: {str(e)[:200]}); when "
+                        "offline pass --pretrained-file PATH (a timm .safetensors/.bin) or --no-pretrained") from None
 
 
 def model_img_size(model) -> int:

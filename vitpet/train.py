@@ -7,13 +7,12 @@ weights, optimizer, scaler, RNGs and counters.
 """
 import csv
 import io
-import math
+import random
 import signal
 import time
 from pathlib import Path
 
 import numpy as np
-import random
 import torch
 from timm.scheduler import CosineLRScheduler
 from torch.nn.parallel import DistributedDataParallel
@@ -132,7 +131,7 @@ def _fit(cfg: TrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:
         raise UserError(f"{len(train_ds)} training images are fewer than one optimizer step "
                         f"({cfg.batch_size} x {cfg.accum_steps} x {info.world_size} devices)")
     val_loader = _loader(Subset(val_ds, D.shard_indices(len(val_ds), info)), batch_size=cfg.batch_size * 2,
-                            num_workers=cfg.workers, pin_memory=info.device.type == "cuda")
+                         num_workers=cfg.workers, pin_memory=info.device.type == "cuda")
 
     optimizer = build_optimizer(cfg, model, info.device)
     total_steps = cfg.epochs * steps_per_epoch
@@ -166,6 +165,7 @@ def _fit(cfg: TrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:
 
     ckpt_config = {"model": cfg.model, "num_classes": cfg.num_classes, "img_size": img_size,
                    "data_config": data_config, "train_config": cfg.to_dict()}
+
     def save_last():
         rngs = D.all_gather_objects(capture_rng(), info)
         if info.is_main:
@@ -193,7 +193,7 @@ def _fit(cfg: TrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:
         train_ds.set_epoch(epoch)
         sampler.set_start(progress["step"] * micro_per_step)
         loader = _loader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                            drop_last=True, pin_memory=info.device.type == "cuda")
+                         drop_last=True, pin_memory=info.device.type == "cuda")
         train_one_epoch(train_model, loader, optimizer, scheduler, scaler, info=info, epoch=epoch,
                         step_in_epoch=progress["step"], steps_per_epoch=steps_per_epoch,
                         accum_steps=cfg.accum_steps, label_smoothing=cfg.label_smoothing, clip_grad=cfg.clip_grad,
