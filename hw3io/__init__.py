@@ -4,6 +4,7 @@ from .images import IMAGE_EXTENSIONS, list_images, load_rgb, check_readable
 from .atomic import atomic_path, atomic_write_text, ensure_writable_dir
 from .device import pick_device
 from .maps import upsample
+from .figures import save_figure
 
 __all__ = ["UserError", "run_cli", "IMAGE_EXTENSIONS", "list_images", "load_rgb", "check_readable", "atomic_path",
-           "atomic_write_text", "ensure_writable_dir", "pick_device", "upsample"]
+           "atomic_write_text", "ensure_writable_dir", "pick_device", "upsample", "save_figure"]

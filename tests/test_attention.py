@@ -95,17 +95,30 @@ def test_planted_peak_through_the_pipeline_on_non_square_image(tiny_checkpoint, 
     from PIL import Image
     Image.new("RGB", (150, 60), (90, 120, 30)).save(tmp_path / "wide.jpg")
     planted = torch.zeros(1, 8, 8)
-    planted[0, 2, 5] = 1.0
+    planted[0, 2, 5] = 1.0  # patch row 2, column 5: pixels y 16..23, x 40..47 of the 64x64 model input
     monkeypatch.setattr(explain, "attention_maps", lambda *a, **k: planted)
     drawn = {}
-    monkeypatch.setattr(plotting, "plot_attention",
-                        lambda original, view, heat, path, title: drawn.update(view=view, heat=heat, orig=original))
+    real_plot = plotting.plot_attention
+
+    def spy(original, view, heat, path, title):
+        drawn.update(view=view, heat=heat, orig=original, boxes=real_plot(original, view, heat, path, title))
+        return drawn["boxes"]
+
+    monkeypatch.setattr(plotting, "plot_attention", spy)
     explain.visualize_attention([tmp_path / "wide.jpg"], tmp_path / "out", checkpoint=tiny_checkpoint)
     assert drawn["orig"].size == (150, 60)
     assert drawn["view"].shape == (64, 64, 3) and drawn["heat"].shape == (64, 64)  # the model's input, not 150x60
     y, x = np.unravel_index(drawn["heat"].argmax(), drawn["heat"].shape)
     assert 16 <= y < 24 and 40 <= x < 48
     assert np.array_equal(np.load(tmp_path / "out" / "wide.npy"), planted[0].numpy())
+    # ... and in the PNG itself: the reddest pixel of the overlay panel sits in that patch.
+    png = np.asarray(Image.open(tmp_path / "out" / "wide.png").convert("RGB")).astype(int)
+    left, top, right, bottom = drawn["boxes"][2]
+    panel = png[top:bottom, left:right]
+    redness = panel[..., 0] - panel[..., 2]
+    py, px = np.unravel_index(redness.argmax(), redness.shape)
+    y, x = (py + 0.5) / panel.shape[0] * 64, (px + 0.5) / panel.shape[1] * 64
+    assert 15 <= y <= 25 and 39 <= x <= 49
 
 
 def test_pos_cosine_matches_numpy(vit):

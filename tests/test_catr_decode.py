@@ -107,3 +107,26 @@ def test_tokenizer_lookup(tmp_path, monkeypatch):
     (tmp_path / "bad.txt").write_text("hello\nworld\n")
     with pytest.raises(UserError, match="lacks"):
         load_tokenizer(tmp_path / "bad.txt")
+
+
+def test_planted_peak_lands_in_the_right_place_of_the_png(tmp_path):
+    from catr.visualize import plot_caption_attention
+    small, x, _ = preprocess(Image.new("RGB", (640, 400), (128, 128, 128)))
+    H, W = x.shape[-2:]
+    gh, gw = math.ceil(H / 16), math.ceil(W / 16)
+    cells = [(2, 15), (9, 3)]
+    maps = torch.zeros(len(cells), gh, gw)
+    for k, (r, c) in enumerate(cells):
+        maps[k, r, c] = 1
+    heat = upsample(maps, (H, W)).numpy()
+    png = tmp_path / "planted.png"
+    boxes = plot_caption_attention(np.asarray(small), heat, ["cat", "<end>"], "a cat", png)
+    drawn = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    for k, (r, c) in enumerate(cells):
+        left, top, right, bottom = boxes[k + 1]
+        assert abs((right - left) / (bottom - top) - W / H) < 0.03  # the tile shows the whole resized image
+        tile = drawn[top:bottom, left:right]
+        redness = tile[..., 0] - tile[..., 2]  # jet's peak is red, its floor blue
+        py, px = np.unravel_index(redness.argmax(), redness.shape)
+        y, xx = (py + 0.5) / tile.shape[0] * H, (px + 0.5) / tile.shape[1] * W  # back to resized-image pixels
+        assert r * H / gh - 2 <= y <= (r + 1) * H / gh + 2 and c * W / gw - 2 <= xx <= (c + 1) * W / gw + 2

@@ -1,17 +1,8 @@
 """Figures only: no model code here. Every function writes one PNG atomically and closes its figure."""
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from hw3io import atomic_path  # noqa: E402
-
-
-def save_figure(fig, path, dpi=120) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
-    plt.close(fig)
+from hw3io import save_figure
 
 
 def plot_curves(history: list[dict], path) -> None:
@@ -82,7 +73,8 @@ def _panel(ax, img, title):
 
 
 def plot_attention(original, view: np.ndarray, heatmap: np.ndarray, path, title=""):
-    """original | attention map | overlay on the image as the model saw it (``view``, H x W x 3 in [0, 1])."""
+    """original | attention map | overlay on the image as the model saw it (``view``, H x W x 3 in [0, 1]).
+    Returns the three panels' pixel boxes in the PNG."""
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
     _panel(axes[0], original, "original")
     im = axes[1].imshow(heatmap, cmap="jet")
@@ -92,7 +84,7 @@ def plot_attention(original, view: np.ndarray, heatmap: np.ndarray, path, title=
     _panel(axes[2], view, "overlay (model input)")
     axes[2].imshow(heatmap, cmap="jet", alpha=0.5)
     fig.suptitle(title, fontsize=10)
-    save_figure(fig, path)
+    return save_figure(fig, path, axes=axes)
 
 
 def plot_head_maps(view: np.ndarray, heatmaps: np.ndarray, path, title=""):
