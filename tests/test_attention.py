@@ -163,3 +163,14 @@ def test_other_input_sizes(tmp_path):
     Image.new("RGB", (70, 50), (10, 200, 30)).save(tmp_path / "x.png")
     explain.visualize_attention([tmp_path / "x.png"], tmp_path / "o", checkpoint=ckpt, use_rollout=True)
     assert np.load(tmp_path / "o" / "x.npy").shape == (6, 6)
+
+
+@pytest.mark.parametrize("kw", [{}, {"heads": True}, {"use_rollout": True}, {"layer": 1}])
+def test_one_forward_pass_per_map(vit, kw):
+    calls = []
+    h = vit.patch_embed.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        A.attention_maps(vit, torch.randn(1, 3, 64, 64), **kw)
+    finally:
+        h.remove()
+    assert len(calls) == 1
