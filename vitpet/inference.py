@@ -7,18 +7,16 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from hw3io import UserError, atomic_path, ensure_writable_dir, list_images, load_rgb, pick_device
+from hw3io import UserError, atomic_path, check_readable, ensure_writable_dir, list_images, pick_device
 from .data import ImageFolderDataset, build_transforms, collate_skip, has_labels, parse_label
 from .model import load_checkpoint
 
 
 @torch.no_grad()
-def predict_folder(model, data_config: dict, image_dir, *, batch_size=32, workers=None, device="cpu",
-                   skip_unreadable=False, progress=True):
+def predict_folder(model, data_config: dict, image_dir, *, batch_size=32, workers=None, device="cpu", progress=True):
     """Predict every image of ``image_dir``. Returns (DataFrame[filename, label], bad files [(path, reason)]).
 
-    Unreadable files never abort mid-run: they are collected, and unless ``skip_unreadable`` the caller
-    gets one error listing all of them.
+    Unreadable files never abort mid-run: they are collected so that the caller can list all of them at once.
     """
     if workers is None:
         workers = min(4, os.cpu_count() or 1)
@@ -34,14 +32,8 @@ def predict_folder(model, data_config: dict, image_dir, *, batch_size=32, worker
         pred = model(x.to(device, non_blocking=True)).argmax(1).cpu()
         names += [ds.paths[i].name for i in idx.tolist()]
         labels += pred.tolist()
-    reasons = []
-    for p in bad:
-        try:
-            load_rgb(p)  # decode again only to get the reason
-        except UserError as e:
-            reasons.append((p, str(e)))
     df = pd.DataFrame({"filename": names, "label": labels}).sort_values("filename", kind="stable")
-    return df.reset_index(drop=True), reasons
+    return df.reset_index(drop=True), check_readable(bad)  # decodes only the bad files again, for the reasons
 
 
 def write_predictions(df: pd.DataFrame, path) -> None:
@@ -73,7 +65,7 @@ def run_inference(checkpoint, images, output, *, batch_size=32, workers=None, de
         if top >= config["num_classes"]:
             raise UserError(f"checkpoint has {config['num_classes']} classes but the folder has label {top}")
     df, bad = predict_folder(model, config["data_config"], images, batch_size=batch_size, workers=workers,
-                             device=dev, skip_unreadable=skip_unreadable)
+                             device=dev)
     if bad and not skip_unreadable:
         listing = "; ".join(f"{p.name}" for p, _ in bad)
         raise UserError(f"{len(bad)} unreadable image(s), nothing written (use --skip-unreadable to predict the "
