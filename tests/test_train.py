@@ -95,8 +95,9 @@ def test_sigterm_saves_state_and_resume_matches(data, tmp_path):
 
 def _fit(data, out, **kw):
     from vitpet.train import fit
-    cfg = TrainConfig(data_dir=str(data), model="vit_demo_patch8", pretrained=False, epochs=1, workers=0,
-                      output_dir=str(out), drop_path=0.0, lr=3e-3, warmup_epochs=0, **kw)
+    kw = dict(dict(workers=0, drop_path=0.0), **kw)
+    cfg = TrainConfig(data_dir=str(data), model="vit_demo_patch8", pretrained=False, epochs=1, output_dir=str(out),
+                      lr=3e-3, warmup_epochs=0, **kw)
     fit(cfg)
     return weights(out / "final.safetensors")
 
@@ -152,3 +153,21 @@ def test_torchrun_sigterm_saves_and_resumes_bitwise(data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_bitwise_equal(out / "final.safetensors", ref / "final.safetensors")
     assert (out / "log.csv").read_text() == (ref / "log.csv").read_text()
+
+
+def test_worker_count_does_not_change_the_run(data, tmp_path):
+    """Augmentation is seeded per (seed, epoch, image), so loader workers cannot change what is trained."""
+    a = _fit(data, tmp_path / "w0", batch_size=8, workers=0, drop_path=0.1, color_jitter=0.4)
+    b = _fit(data, tmp_path / "w2", batch_size=8, workers=2, drop_path=0.1, color_jitter=0.4)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("amp", ["bf16", "fp16", "off"])
+def test_cuda_mixed_precision_trains(data, tmp_path, amp):
+    proc = run(train_args(data, tmp_path / amp, "--device", "cuda", "--amp", amp, "--epochs", "1"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "amp " + {"bf16": "torch.bfloat16", "fp16": "torch.float16", "off": "None"}[amp] in proc.stdout
+    w = weights(tmp_path / amp / "final.safetensors")
+    assert all(torch.isfinite(v).all() for v in w.values())
