@@ -8,7 +8,7 @@ from hw3io import save_figure
 def plot_curves(history: list[dict], path) -> None:
     epochs = [h["epoch"] for h in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    a.plot(epochs, [h["train_loss"] for h in history], "o-", label="train (smoothed labels)")
+    a.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
     a.plot(epochs, [h["val_loss"] for h in history], "o-", label="val")
     a.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     a.legend()
