@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from hw3io import (UserError, atomic_path, atomic_write_text, check_readable, ensure_writable_dir, list_images,
+from hw3io import (UserError, atomic_save_npy, atomic_write_text, check_readable, ensure_writable_dir, list_images,
                    load_rgb, upsample)
 from .caption import create_model
 from .decode import caption_image
@@ -32,9 +32,7 @@ def write_outputs(output_dir: Path, stem: str, small, out, text: str, labels: li
     heat = upsample(maps.mean(1) if maps.dim() == 4 else maps, size).numpy()
     png = output_dir / f"{stem}.png"
     plot_caption_attention(np.asarray(small), heat, labels, text.capitalize(), png)
-    with atomic_path(output_dir / f"{stem}.npy") as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, maps.numpy())
+    atomic_save_npy(output_dir / f"{stem}.npy", maps.numpy())
     atomic_write_text(output_dir / f"{stem}.txt", text + "\n")
     return png
 

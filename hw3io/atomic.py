@@ -4,6 +4,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from .errors import UserError
 
 
@@ -39,3 +41,10 @@ def atomic_path(path):
 def atomic_write_text(path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def atomic_save_npy(path, array) -> None:
+    """``np.save`` to exactly ``path`` (no ``.npy`` appended to the temp name), atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array)

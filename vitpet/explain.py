@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hw3io import UserError, atomic_path, ensure_writable_dir, load_rgb, upsample
+from hw3io import UserError, atomic_save_npy, ensure_writable_dir, load_rgb, upsample
 from .attention import attention_maps, patch_grid, pos_embed_cosine
 from .data import build_view_transform
 from .model import build_model, load_checkpoint, resolve_model_data_config
@@ -22,12 +22,6 @@ def load_explained_model(checkpoint=None, model_name=None, device="cpu"):
     return model, resolve_model_data_config(model)
 
 
-def save_npy(path, array) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-
-
 def visualize_pos(output, checkpoint=None, model_name=None) -> np.ndarray:
     """Write the G x G grid of cosine maps to ``output`` and the (P, P) matrix beside it (.npy)."""
     output = Path(output)
@@ -37,7 +31,7 @@ def visualize_pos(output, checkpoint=None, model_name=None) -> np.ndarray:
     grid = patch_grid(model)
     plotting.plot_pos_similarity(sim, grid, output,
                                  title=f"cosine similarity of position embeddings ({grid[0]}x{grid[1]} patches)")
-    save_npy(output.with_suffix(".npy"), sim)
+    atomic_save_npy(output.with_suffix(".npy"), sim)
     return sim
 
 
@@ -74,6 +68,6 @@ def visualize_attention(images, output_dir, checkpoint=None, model_name=None, la
             plotting.plot_head_maps(view_np, upsample(maps, size).numpy(), out, title)
         else:
             plotting.plot_attention(original, view_np, upsample(maps, size).numpy(), out, title)
-        save_npy(out.with_suffix(".npy"), maps.numpy())
+        atomic_save_npy(out.with_suffix(".npy"), maps.numpy())
         written.append(out)
     return written
