@@ -1,4 +1,8 @@
-"""Outputs appear whole or not at all: write to a temp file beside the target, then rename."""
+"""Outputs appear whole or not at all: write to a temp file beside the target, then rename.
+
+Folders are created only when a file is written into them, so a run that fails early leaves nothing behind, and
+files get the mode the user's umask gives (``mkstemp``'s 0600 would survive the rename).
+"""
 import contextlib
 import os
 import tempfile
@@ -9,12 +13,27 @@ import numpy as np
 from .errors import UserError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def ensure_writable_dir(directory) -> Path:
-    """Create ``directory`` (and parents) and prove we can write there, before any long work."""
+    """Check, before any long work, that files can be written into ``directory`` (created later if missing).
+
+    The nearest existing ancestor must be a folder we can write in: a probe file is created there and removed, so
+    read-only file systems are caught too. Nothing is left behind."""
     directory = Path(directory)
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # a dangling link cannot hold files
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"cannot write to {directory}: {existing} is not a folder")
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=directory, prefix=".probe-")
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".probe-")
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
@@ -24,13 +43,17 @@ def ensure_writable_dir(directory) -> Path:
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path in the target's folder; on success rename it onto ``path``."""
+    """Yield a temporary path in the target's folder; on success rename it onto ``path`` with the umask's mode."""
     path = Path(path)
-    ensure_writable_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise UserError(f"cannot write to {path.parent}: {e.strerror or e}") from None
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -1,4 +1,6 @@
 """``--device auto``: the GPU when there is one, else the CPU."""
+import os
+
 import torch
 
 from .errors import UserError
@@ -14,3 +16,13 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     if name != "cpu":
         raise UserError(f"unknown device {name!r}: use auto, cuda, cuda:N or cpu")
     return torch.device(name)
+
+
+def default_workers(limit: int = 4) -> int:
+    """Data-loader workers: at most ``limit``, never more than the CPUs this process may use (PyTorch warns
+    beyond that, and extra workers only compete with the main process)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(0, min(limit, cpus))

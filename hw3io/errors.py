@@ -1,18 +1,38 @@
 """Bad input ends in one clear line and a non-zero exit, never a traceback."""
 import sys
 
+INSTALL_HINT = "install the requirements: `make setup` in the repository, or `pip install -r requirements.txt`"
+
 
 class UserError(Exception):
     """An error caused by the user's input (paths, files, flags); printed as one line."""
 
 
 def run_cli(main, argv=None) -> int:
-    """Run ``main(argv)``; turn UserError into ``error: ...`` on stderr and exit status 2."""
+    """Run ``main(argv)``; turn UserError into ``error: ...`` on stderr and exit status 2. A missing third-party
+    package (the scripts import them inside ``main``) gets one line saying how to install them."""
     try:
         return main(argv) or 0
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as e:
+        if e.name is None or e.name.split(".")[0] in ("hw3io", "vitpet", "catr"):
+            raise  # our own code is broken: that deserves the traceback
+        print(f"error: Python package {e.name!r} is missing for {sys.executable}; {INSTALL_HINT}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+RUNTIME_MODULES = ("torch", "torchvision", "timm", "numpy", "PIL", "pandas", "matplotlib", "tqdm", "safetensors",
+                   "tokenizers", "huggingface_hub")
+
+
+def require_packages(modules=RUNTIME_MODULES) -> None:
+    """Fail in one line, without importing anything, when a runtime package is not installed."""
+    import importlib.util
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(f"Python package(s) {', '.join(missing)} missing for {sys.executable}; {INSTALL_HINT}")

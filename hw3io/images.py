@@ -9,12 +9,17 @@ from .errors import UserError
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
+def _is_image_entry(p: Path) -> bool:
+    # A dangling symlink named *.jpg is an image the user meant: keep it, so it is reported as unreadable.
+    return p.suffix.lower() in IMAGE_EXTENSIONS and (p.is_file() or (p.is_symlink() and not p.exists()))
+
+
 def list_images(directory) -> list[Path]:
     """Image files directly in ``directory``, sorted by name; other files and sub-folders are ignored."""
     directory = Path(directory)
     if not directory.is_dir():
         raise UserError(f"image folder not found: {directory}")
-    paths = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    paths = sorted(p for p in directory.iterdir() if _is_image_entry(p))
     if not paths:
         raise UserError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {directory}")
     return paths

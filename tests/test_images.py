@@ -74,3 +74,13 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_text("whole")
     assert target.read_text() == "whole"
+
+
+def test_a_dangling_symlink_is_listed_and_unreadable(tmp_path):
+    from hw3io import check_readable
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
+    (tmp_path / "b.jpg").symlink_to(tmp_path / "gone.jpg")
+    (tmp_path / "c.jpg").symlink_to(tmp_path / "a.jpg")  # a working link is an image like any other
+    (tmp_path / "d.jpg").symlink_to(tmp_path, target_is_directory=True)  # a link to a folder is not
+    assert [p.name for p in list_images(tmp_path)] == ["a.jpg", "b.jpg", "c.jpg"]
+    assert [p.name for p, _ in check_readable(list_images(tmp_path))] == ["b.jpg"]

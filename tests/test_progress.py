@@ -1,0 +1,35 @@
+"""Progress bars: free on a terminal, a line at most every LOG_INTERVAL_S seconds in a log."""
+import io
+import time
+
+from hw3io import progress, report
+from hw3io.progress import LOG_INTERVAL_S
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def _updates(stream, seconds=1.0, steps=20):
+    bar = progress(total=steps, file=stream, desc="x")
+    for i in range(steps):
+        time.sleep(seconds / steps)
+        bar.update(1)
+        bar.set_postfix(loss=f"{i:.3f}", refresh=False)
+        if i == steps // 2:
+            report(bar, "halfway")
+    bar.close()
+    return stream.getvalue()
+
+
+def test_a_log_gets_few_lines(capsys):
+    assert LOG_INTERVAL_S >= 5
+    out = _updates(io.StringIO())
+    assert out.count("\r") <= 3, out  # first draw, last draw, close; no per-step redraws
+    assert capsys.readouterr().out == "halfway\n"  # a plain line, without a redrawn bar around it
+
+
+def test_a_terminal_gets_live_updates():
+    out = _updates(FakeTerminal())
+    assert out.count("\r") >= 8  # redrawn every ~0.1 s
