@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import run
+from helpers import assert_one_line_error, run
 from hw3io import upsample
 from vitpet import attention as A
 from vitpet import explain, plotting
@@ -174,3 +174,11 @@ def test_one_forward_pass_per_map(vit, kw):
     finally:
         h.remove()
     assert len(calls) == 1
+
+
+def test_heads_with_rollout_is_refused_in_one_line(tiny_checkpoint, pet_data, tmp_path):
+    img = sorted((pet_data / "val").glob("*.jpg"))[0]
+    proc = run(["python3", "p1_visualize_attn.py", "--checkpoint", str(tiny_checkpoint), "--images", str(img),
+                "--output-dir", str(tmp_path / "out"), "--heads", "--rollout"])
+    assert_one_line_error(proc, "--heads and --rollout cannot be combined")
+    assert not (tmp_path / "out").exists()

@@ -63,3 +63,18 @@ def test_dataset_labels_from_names(pet_data):
     assert len(ds) == 74 and sorted(set(ds.targets)) == list(range(37))
     for p, t in zip(ds.paths, ds.targets):
         assert p.name.startswith(f"{t}_")
+
+
+def test_augmentation_seeding_leaves_cuda_generators_alone(pet_data, monkeypatch):
+    """With workers=0 the per-image seeding runs in the training process: it must not reseed the GPUs' dropout
+    stream (torch.manual_seed would, through torch.cuda.manual_seed_all)."""
+    cfg = resolve_model_data_config(build_model("vit_demo_patch8", pretrained=False))
+    ds = ImageFolderDataset(pet_data / "train", build_transforms(cfg, True), labelled=True)
+    torch.manual_seed(123)
+    calls = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: calls.append(seed))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: calls.append(seed))
+    before = torch.get_rng_state()
+    a, b = ds[0][0], ds[0][0]
+    assert torch.equal(a, b) and calls == []
+    assert torch.equal(torch.get_rng_state(), before)  # the CPU stream is untouched too

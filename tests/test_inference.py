@@ -43,8 +43,8 @@ def test_awkward_file_names_are_quoted(tiny_checkpoint, tmp_path):
 
 def test_predictions_do_not_depend_on_batch_size(tiny_checkpoint, pet_data):
     model, cfg = load_checkpoint(tiny_checkpoint)
-    a, _ = predict_folder(model, cfg["data_config"], pet_data / "val", batch_size=1, workers=0, progress=False)
-    b, _ = predict_folder(model, cfg["data_config"], pet_data / "val", batch_size=32, workers=2, progress=False)
+    a, _ = predict_folder(model, cfg["data_config"], pet_data / "val", batch_size=1, workers=0, show_progress=False)
+    b, _ = predict_folder(model, cfg["data_config"], pet_data / "val", batch_size=32, workers=2, show_progress=False)
     pd.testing.assert_frame_equal(a, b)
 
 

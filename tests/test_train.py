@@ -171,3 +171,56 @@ def test_cuda_mixed_precision_trains(data, tmp_path, amp):
     assert "amp " + {"bf16": "torch.bfloat16", "fp16": "torch.float16", "off": "None"}[amp] in proc.stdout
     w = weights(tmp_path / amp / "final.safetensors")
     assert all(torch.isfinite(v).all() for v in w.values())
+
+
+def test_non_finite_loss_stops_before_the_step():
+    """A bad batch must not reach the weights: the check runs before the optimizer step."""
+    from timm.scheduler import CosineLRScheduler
+    from vitpet.distributed import DistInfo
+    from vitpet.engine import train_one_epoch
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    x = torch.randn(3, 8, 4)
+    x[1, 0, 0] = float("nan")  # the second batch is poisoned
+    batches = [(x[i], torch.randint(0, 3, (8,)), torch.arange(8)) for i in range(3)]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = CosineLRScheduler(opt, t_initial=3, t_in_epochs=False)
+    snapshots = []
+    with pytest.raises(FloatingPointError, match="not finite at epoch 0 step 2"):
+        train_one_epoch(model, batches, opt, sched, torch.amp.GradScaler("cuda", enabled=False), info=DistInfo(),
+                        epoch=0, step_in_epoch=0, steps_per_epoch=3, accum_steps=1, label_smoothing=0.0,
+                        clip_grad=None, amp_dtype=None,
+                        on_step=lambda *a: snapshots.append({k: v.clone() for k, v in model.state_dict().items()}))
+    assert len(snapshots) == 1  # one good step happened
+    for k, v in model.state_dict().items():
+        assert torch.isfinite(v).all() and torch.equal(v, snapshots[0][k]), k
+
+
+def test_optimizer_groups_follow_timm():
+    """No weight decay on biases, norms, pos_embed and cls_token; layer decay scales each block's lr."""
+    from vitpet.model import build_model
+    from vitpet.train import build_optimizer
+    model = build_model("vit_demo_patch8", pretrained=False)
+    names = {id(p): n for n, p in model.named_parameters()}
+    cfg = TrainConfig(opt="adamw", lr=1e-3, weight_decay=0.05)
+    opt = build_optimizer(cfg, model, torch.device("cpu"))
+    decayed = {names[id(p)] for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert {"pos_embed", "cls_token", "blocks.0.norm1.weight", "blocks.0.attn.qkv.bias", "head.bias"}.isdisjoint(decayed)
+    assert {"blocks.0.attn.qkv.weight", "head.weight", "patch_embed.proj.weight"} <= decayed
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(names)
+
+    sgd = build_optimizer(TrainConfig(lr=1e-3, layer_decay=0.5), model, torch.device("cpu"))
+    assert all(g["momentum"] == 0.9 and not g["nesterov"] for g in sgd.param_groups)  # classical momentum
+    scale = {names[id(p)]: g["lr_scale"] for g in sgd.param_groups for p in g["params"]}
+    depth = len(model.blocks)
+    assert scale["head.weight"] == 1.0
+    assert scale["blocks.3.mlp.fc1.weight"] == pytest.approx(0.5)
+    assert scale["blocks.0.mlp.fc1.weight"] == pytest.approx(0.5 ** depth)
+    assert scale["patch_embed.proj.weight"] == pytest.approx(0.5 ** (depth + 1))
+
+
+def test_default_workers_fit_the_machine():
+    import os
+    from hw3io import default_workers
+    assert TrainConfig().workers is None  # resolved when the run starts
+    assert 0 < default_workers() <= min(4, len(os.sched_getaffinity(0)))

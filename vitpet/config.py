@@ -7,7 +7,8 @@ import argparse
 import dataclasses
 from dataclasses import dataclass, field
 
-from .model import DEFAULT_MODEL, NUM_CLASSES
+DEFAULT_MODEL = "vit_base_patch16_224.augreg2_in21k_ft_in1k"
+NUM_CLASSES = 37
 
 
 def _f(default, help, group, **kw):
@@ -20,7 +21,7 @@ class TrainConfig:
     data_dir: str | None = _f(None, "folder holding train/ and val/", "data")
     train_dir: str | None = _f(None, "training images (default: DATA_DIR/train)", "data")
     val_dir: str | None = _f(None, "validation images (default: DATA_DIR/val); never trained on", "data")
-    workers: int = _f(4, "data-loader worker processes", "data")
+    workers: int | None = _f(None, "data-loader worker processes (default: min(4, usable CPUs))", "data")
     # Model
     model: str = _f(DEFAULT_MODEL, "timm model name", "model")
     num_classes: int = _f(NUM_CLASSES, "number of classes", "model")
@@ -32,7 +33,10 @@ class TrainConfig:
     opt: str = _f("sgd", "optimizer", "optim", choices=("sgd", "adamw"))
     lr: float = _f(1e-3, "peak learning rate (Adam at 1e-2 collapses ViT to one class)", "optim")
     momentum: float = _f(0.9, "SGD momentum", "optim")
-    weight_decay: float = _f(0.0, "weight decay (0 for SGD fine-tuning, ~0.05 for AdamW)", "optim")
+    weight_decay: float = _f(0.0, "weight decay (0 for SGD fine-tuning, ~0.05 for AdamW); never applied to "
+                                  "biases, norms, pos_embed or cls_token", "optim")
+    layer_decay: float | None = _f(None, "layer-wise lr decay, e.g. 0.75: block k of L trains at lr * decay^(L-k) "
+                                         "(default: off)", "optim")
     epochs: int = _f(10, "training epochs", "optim")
     batch_size: int = _f(16, "per-device batch size", "optim")
     accum_steps: int = _f(1, "gradient accumulation micro-batches per optimizer step", "optim")
@@ -82,3 +86,18 @@ def add_config_args(parser: argparse.ArgumentParser, cls=TrainConfig) -> argpars
 
 def config_from_args(args: argparse.Namespace, cls=TrainConfig):
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
+def config_argv(config: dict, cls=TrainConfig) -> list[str]:
+    """The p1_train.py flags that rebuild ``config`` (a saved ``to_dict()``): only those that differ from the
+    defaults, so the command a report prints stays short. ``resume`` is never repeated."""
+    argv = []
+    for f in dataclasses.fields(cls):
+        if f.name == "resume" or f.name not in config or config[f.name] == f.default:
+            continue
+        flag, value = "--" + f.name.replace("_", "-"), config[f.name]
+        if f.type is bool:
+            argv.append(flag if value else "--no-" + flag[2:])
+        else:
+            argv += [flag, "none" if value is None else str(value)]
+    return argv

@@ -68,13 +68,14 @@ class ImageFolderDataset(Dataset):
             if self.skip_unreadable:
                 return None, self.targets[index], index
             raise
-        # Random transforms draw from Python's and torch's global RNGs: seed them per sample,
-        # inside a fork so the training loop's own RNG stream (dropout) is untouched.
+        # Random transforms draw from Python's and torch's global CPU RNGs: seed them per sample, inside a fork so
+        # the training loop's own RNG stream (dropout) is untouched. Only the CPU generator: torch.manual_seed would
+        # also reseed every CUDA device, changing the GPU's dropout stream when workers=0.
         state = random.getstate()
         with torch.random.fork_rng(devices=[]):
             s = sample_seed(self.seed, self.epoch, index)
             random.seed(s)
-            torch.manual_seed(s)
+            torch.default_generator.manual_seed(s)
             x = self.transform(img)
         random.setstate(state)
         return x, self.targets[index], index

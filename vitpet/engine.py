@@ -4,8 +4,8 @@ import math
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
+from hw3io import progress
 from .distributed import DistInfo, all_reduce_sum
 
 
@@ -26,8 +26,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, *, info: DistIn
     """
     model.train()
     device = info.device
-    bar = tqdm(total=steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch}", disable=not info.is_main,
-               leave=False, dynamic_ncols=True)
+    bar = progress(total=steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch}", disable=not info.is_main,
+                   leave=False)
     batches = iter(loader)
     step = step_in_epoch
     while step < steps_per_epoch:
@@ -43,6 +43,12 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, *, info: DistIn
             scaler.scale(loss / accum_steps).backward()
             loss_sum += loss.item() * len(y)
             count += len(y)
+        # Before the step, so one bad batch never reaches the weights; under DDP every rank must agree, since
+        # the gradients (already all-reduced) are poisoned on all of them.
+        if all_reduce_sum([float(not math.isfinite(loss_sum))], info)[0]:
+            optimizer.zero_grad(set_to_none=True)
+            raise FloatingPointError(f"training loss is not finite at epoch {epoch} step {step + 1} (weights left "
+                                     "as they were before this step); lower --lr")
         if clip_grad is not None:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
@@ -51,10 +57,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, *, info: DistIn
         optimizer.zero_grad(set_to_none=True)
         step += 1
         scheduler.step_update(num_updates=epoch * steps_per_epoch + step)
-        if not math.isfinite(loss_sum):
-            raise FloatingPointError(f"training loss is {loss_sum} at epoch {epoch} step {step}; lower --lr")
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_sum / count:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+        bar.set_postfix(loss=f"{loss_sum / count:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False)
         if on_step is not None:
             on_step(step, loss_sum, count)
         if should_stop is not None and should_stop():
@@ -69,7 +73,7 @@ def evaluate(model, loader, *, info: DistInfo, amp_dtype=None, desc="val"):
     model.eval()
     loss_sum, correct, count = 0.0, 0, 0
     preds, indices = [], []
-    for x, y, idx in tqdm(loader, desc=desc, disable=not info.is_main, leave=False, dynamic_ncols=True):
+    for x, y, idx in progress(loader, desc=desc, disable=not info.is_main, leave=False):
         x, y = x.to(info.device), y.to(info.device)
         with autocast(info.device, amp_dtype):
             logits = model(x).float()

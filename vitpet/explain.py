@@ -46,6 +46,9 @@ def view_and_input(img, data_config):
 def visualize_attention(images, output_dir, checkpoint=None, model_name=None, layer=-1, heads=False,
                         use_rollout=False, device="cpu") -> list[Path]:
     """One PNG (+ raw map .npy) per image; returns the PNG paths."""
+    if heads and use_rollout:
+        raise UserError("--heads and --rollout cannot be combined: rollout multiplies head-mean attention through "
+                        "the layers, so it has no per-head maps (use --heads with --layer K instead)")
     output_dir = ensure_writable_dir(output_dir)
     missing = [str(p) for p in images if not Path(p).is_file()]
     if missing:

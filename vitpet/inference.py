@@ -1,31 +1,31 @@
 """Image folder -> ``filename,label`` CSV, with a checkpoint as the only model input."""
-import os
 from pathlib import Path
 
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from hw3io import UserError, atomic_path, check_readable, ensure_writable_dir, list_images, pick_device
+from hw3io import (UserError, atomic_path, check_readable, default_workers, ensure_writable_dir, list_images,
+                   pick_device, progress)
 from .data import ImageFolderDataset, build_transforms, collate_skip, has_labels, parse_label
 from .model import load_checkpoint
 
 
 @torch.no_grad()
-def predict_folder(model, data_config: dict, image_dir, *, batch_size=32, workers=None, device="cpu", progress=True):
+def predict_folder(model, data_config: dict, image_dir, *, batch_size=32, workers=None, device="cpu",
+                   show_progress=True):
     """Predict every image of ``image_dir``. Returns (DataFrame[filename, label], bad files [(path, reason)]).
 
     Unreadable files never abort mid-run: they are collected so that the caller can list all of them at once.
     """
     if workers is None:
-        workers = min(4, os.cpu_count() or 1)
+        workers = default_workers()
     ds = ImageFolderDataset(image_dir, build_transforms(data_config, is_training=False), labelled=False,
                             skip_unreadable=True)
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_skip,
                         pin_memory=torch.device(device).type == "cuda")
     names, labels, bad = [], [], []
-    for x, _, idx, bad_idx in tqdm(loader, desc="predict", disable=not progress, unit="batch", dynamic_ncols=True):
+    for x, _, idx, bad_idx in progress(loader, desc="predict", disable=not show_progress, unit="batch"):
         bad += [ds.paths[i] for i in bad_idx]
         if x is None:
             continue

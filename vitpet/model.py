@@ -15,9 +15,8 @@ from timm.data import resolve_data_config
 from timm.models import register_model
 
 from hw3io import UserError, atomic_path
+from .config import DEFAULT_MODEL, NUM_CLASSES
 
-DEFAULT_MODEL = "vit_base_patch16_224.augreg2_in21k_ft_in1k"
-NUM_CLASSES = 37
 CHECKPOINT_FORMAT = "vitpet/1"
 
 
