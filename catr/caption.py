@@ -1,8 +1,5 @@
 """The caption model (backbone -> 1x1 projection -> transformer -> 3-layer MLP over the vocabulary), its
-builder, and the loader for the official checkpoints."""
-import os
-from pathlib import Path
-
+builder, and ``create_model`` (builder + weights from ``hub``)."""
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -10,14 +7,8 @@ from torch import nn
 from hw3io import UserError
 from .backbone import build_backbone
 from .config import CATRConfig
+from .hub import load_weights
 from .transformer import build_transformer
-
-# The official release assets (saahiluppal/catr hubconf.py); all three share one architecture.
-CHECKPOINT_URLS = {
-    "v1": "https://github.com/saahiluppal/catr/releases/download/0.1/weights_9348032.pth",
-    "v2": "https://github.com/saahiluppal/catr/releases/download/0.2/weight389123791.pth",
-    "v3": "https://github.com/saahiluppal/catr/releases/download/0.2/weight493084032.pth",
-}
 
 
 class MLP(nn.Module):
@@ -64,45 +55,13 @@ def build_model(config: CATRConfig) -> Caption:
     return Caption(build_backbone(config), build_transformer(config), config.hidden_dim, config.vocab_size)
 
 
-def load_official_checkpoint(path) -> dict:
-    """An official checkpoint file as a dict (``model`` holds the state dict), loaded without unpickling
-    arbitrary objects."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"CATR checkpoint not found: {path}") from None
-    except Exception as e:
-        raise UserError(f"cannot read CATR checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0][:160]}") \
-            from None
-    if not isinstance(ckpt, dict):
-        raise UserError(f"not a CATR checkpoint: {path}")
-    return ckpt if "model" in ckpt else {"model": ckpt}
-
-
-def fetch_official_checkpoint(version: str) -> dict:
-    """Download (or reuse from the torch hub cache) the official release asset of ``version``."""
-    if version not in CHECKPOINT_URLS:
-        raise UserError(f"unknown CATR version {version!r}; choose from {', '.join(CHECKPOINT_URLS)}")
-    url = CHECKPOINT_URLS[version]
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
-    if not cached.is_file():
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            torch.hub.download_url_to_file(url, str(cached), progress=True)  # writes a temp file, then renames
-        except Exception as e:
-            raise UserError(f"could not download CATR {version} weights ({type(e).__name__}); offline, download "
-                            f"{url} elsewhere and pass --checkpoint FILE (or set CATR_CHECKPOINT), or place it in "
-                            f"{cached.parent}") from None
-    return load_official_checkpoint(cached)
-
-
-def create_model(version: str = "v3", checkpoint=None, config: CATRConfig | None = None) -> Caption:
-    """The model with weights from ``checkpoint`` ($CATR_CHECKPOINT) or official release ``version``.
+def create_model(version: str = "v3", checkpoint=None, config: CATRConfig | None = None, url: str | None = None
+                 ) -> Caption:
+    """The model with weights from ``checkpoint`` (a file), else from ``url`` or official release ``version``.
 
     The architecture is the official one unless ``config`` is given or the file carries a ``catr_config`` dict
-    (our own small checkpoints do; the official ones don't need to)."""
-    checkpoint = checkpoint or os.environ.get("CATR_CHECKPOINT") or None
-    ckpt = load_official_checkpoint(checkpoint) if checkpoint else fetch_official_checkpoint(version)
+    (our own checkpoints do; the official ones don't need to)."""
+    ckpt = load_weights(checkpoint, version, url)
     if config is None:
         config = CATRConfig(**ckpt["catr_config"]) if isinstance(ckpt.get("catr_config"), dict) else CATRConfig()
     model = build_model(config)

@@ -2,10 +2,9 @@
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from hw3io import (UserError, atomic_save_npy, atomic_write_text, check_readable, ensure_writable_dir, list_images,
-                   load_rgb, upsample)
+                   load_rgb, progress, report, upsample)
 from .caption import create_model
 from .decode import caption_image
 from .preprocess import preprocess
@@ -37,7 +36,7 @@ def write_outputs(output_dir: Path, stem: str, small, out, text: str, labels: li
     return png
 
 
-def caption_folder(images, output_dir, *, checkpoint=None, version="v3", vocab=None, layer=-1, heads=False,
+def caption_folder(images, output_dir, *, checkpoint=None, version="v3", url=None, vocab=None, layer=-1, heads=False,
                    device="cpu", model=None, tokenizer=None) -> list[Path]:
     """Caption every image of a folder. Everything that can fail on input is checked before anything is written."""
     paths = list_images(images)
@@ -50,16 +49,17 @@ def caption_folder(images, output_dir, *, checkpoint=None, version="v3", vocab=N
     if dupes:
         raise UserError(f"images share a name stem and would overwrite each other's PNG: {', '.join(dupes)}")
     tokenizer = tokenizer or load_tokenizer(vocab)
-    model = (model or create_model(version, checkpoint)).to(device).eval()
+    model = (model or create_model(version, checkpoint, url=url)).to(device).eval()
     if tokenizer.vocab_size != model.mlp.layers[-1].out_features:
         raise UserError(f"vocabulary has {tokenizer.vocab_size} tokens, the model {model.mlp.layers[-1].out_features}")
     n_layers = len(model.transformer.decoder.layers)
     if not -n_layers <= layer < n_layers:
         raise UserError(f"--layer {layer} out of range for {n_layers} decoder layers")
     written = []
-    for path in tqdm(paths, desc="caption", unit="img", dynamic_ncols=True):
+    bar = progress(paths, desc="caption", unit="img")
+    for path in bar:
         small, out, text = caption_one(model, tokenizer, load_rgb(path), device, layer, heads)
         labels = tile_labels(tokenizer, out.ids, out.ended)
         written.append(write_outputs(output_dir, path.stem, small, out, text, labels))
-        tqdm.write(f"{path.name}: {text}")
+        report(bar, f"{path.name}: {text}")
     return written

@@ -1,31 +1,10 @@
 """BERT uncased vocabulary through ``tokenizers``: [CLS] starts a caption, [SEP] ends it, [PAD] pads."""
-import os
 from pathlib import Path
 
 from tokenizers import BertWordPieceTokenizer
 
 from hw3io import UserError
-
-HF_REPOS = ("google-bert/bert-base-uncased", "bert-base-uncased")
-
-
-def find_vocab(vocab=None) -> Path:
-    """``vocab`` argument, then $CATR_VOCAB, then the Hugging Face cache of bert-base-uncased."""
-    vocab = vocab or os.environ.get("CATR_VOCAB")
-    if vocab:
-        if not Path(vocab).is_file():
-            raise UserError(f"vocabulary file not found: {vocab}")
-        return Path(vocab)
-    try:
-        from huggingface_hub import try_to_load_from_cache
-        for repo in HF_REPOS:
-            hit = try_to_load_from_cache(repo, "vocab.txt")
-            if isinstance(hit, str) and Path(hit).is_file():
-                return Path(hit)
-    except ImportError:
-        pass
-    raise UserError("no BERT uncased vocabulary: pass --vocab vocab.txt (or set CATR_VOCAB), or put bert-base-uncased "
-                    "in the Hugging Face cache (huggingface-cli download bert-base-uncased vocab.txt)")
+from .hub import find_vocab
 
 
 class CaptionTokenizer:
@@ -52,4 +31,5 @@ class CaptionTokenizer:
 
 
 def load_tokenizer(vocab=None) -> CaptionTokenizer:
+    """From a ``vocab.txt``, else BERT uncased's through the Hugging Face hub."""
     return CaptionTokenizer(find_vocab(vocab))

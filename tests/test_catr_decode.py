@@ -94,9 +94,8 @@ def test_tokenizer_ids_and_decoding(tmp_path):
 
 
 def test_tokenizer_lookup(tmp_path, monkeypatch):
-    monkeypatch.setenv("CATR_VOCAB", str(write_vocab(tmp_path / "v.txt")))
-    assert load_tokenizer().vocab_size == 24
-    monkeypatch.delenv("CATR_VOCAB")
+    assert load_tokenizer(write_vocab(tmp_path / "v.txt")).vocab_size == 24
+    monkeypatch.setenv("CATR_VOCAB", str(tmp_path / "v.txt"))  # read by the scripts, not the library
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     import huggingface_hub.constants as c
     monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))

@@ -49,7 +49,7 @@ def test_weight_errors_are_one_line(tmp_path, monkeypatch):
         create_model(checkpoint=str(tmp_path / "junk.pth"))
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
-    monkeypatch.delenv("CATR_CHECKPOINT", raising=False)
+    monkeypatch.setenv("CATR_CHECKPOINT", str(tmp_path / "junk.pth"))  # read by the scripts, not the library
     with pytest.raises(UserError, match="--checkpoint"):
         create_model(version="v3")
 

@@ -1,0 +1,74 @@
+"""catr/hub.py through hw3_2.sh on a fresh machine: the vocabulary from a Hugging Face hub endpoint and the weights
+from a release URL, both served on loopback, cached after the first run; clear errors when they cannot be had."""
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from catr.tiny import tiny_config, tiny_model, write_images, write_vocab
+from helpers import ROOT, assert_one_line_error, grader_env
+from scripts.loopback import LoopbackServer, hub_path
+
+VOCAB = hub_path("google-bert/bert-base-uncased", "vocab.txt")
+WEIGHTS = "/saahiluppal/catr/releases/download/0.2/weight493084032.pth"
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hub")
+    images = root / "images"
+    write_images(images)
+    for p in images.iterdir():  # one image keeps the runs short
+        if p.name != "ski.jpg":
+            p.unlink()
+    ckpt = root / "w.pth"
+    torch.save({"model": tiny_model().state_dict(), "catr_config": tiny_config().to_dict()}, ckpt)
+    return {"images": images, "ckpt": ckpt, "vocab": write_vocab(root / "vocab.txt")}
+
+
+def hw3_2(images, out, home, **env):
+    return subprocess.run(["bash", str(ROOT / "hw3_2.sh"), str(images), str(out)], cwd=home,
+                          env=grader_env(home, **env), capture_output=True, text=True, timeout=300)
+
+
+def test_fresh_machine_downloads_vocab_and_weights_once(assets, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    with LoopbackServer({VOCAB: assets["vocab"], WEIGHTS: assets["ckpt"]}) as server:
+        env = {"HF_ENDPOINT": server.base, "CATR_CHECKPOINT_URL": server.url(WEIGHTS)}
+        for run in range(2):
+            proc = hw3_2(assets["images"], f"out{run}", home, **env)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            assert (home / f"out{run}" / "ski.png").read_bytes()[:4] == b"\x89PNG"
+        assert server.hits == {VOCAB: 1, WEIGHTS: 1}  # the second run used both caches
+    cached = list((home / ".cache" / "huggingface" / "hub").rglob("vocab.txt"))
+    assert len(cached) == 1 and cached[0].read_text() == assets["vocab"].read_text()
+    assert (home / ".cache" / "torch" / "hub" / "checkpoints" / "weight493084032.pth").is_file()
+    np.testing.assert_array_equal(np.load(home / "out0" / "ski.npy"), np.load(home / "out1" / "ski.npy"))
+
+    # HF_HOME moves the hub cache: an empty one, offline, is a one-line error naming --vocab.
+    proc = hw3_2(assets["images"], "out2", home, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1",
+                 CATR_CHECKPOINT=str(assets["ckpt"]))
+    assert_one_line_error(proc, "no BERT uncased vocabulary", "--vocab")
+    assert not (home / "out2").exists()  # a failed run leaves no folder behind
+
+
+def test_failed_weight_download_is_one_line_and_leaves_nothing(assets, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    with LoopbackServer({}) as server:
+        proc = hw3_2(assets["images"], "out", home, CATR_VOCAB=str(assets["vocab"]),
+                     CATR_CHECKPOINT_URL=server.url(WEIGHTS))
+    assert_one_line_error(proc, "could not download CATR weights", "--checkpoint")
+    assert not (home / "out").exists()
+    ckpts = home / ".cache" / "torch" / "hub" / "checkpoints"
+    assert not ckpts.exists() or list(ckpts.iterdir()) == []
+
+
+def test_a_bad_checkpoint_leaves_no_output_folder(assets, tmp_path):
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    proc = hw3_2(assets["images"], tmp_path / "out", tmp_path, CATR_CHECKPOINT=str(tmp_path / "junk.pth"),
+                 CATR_VOCAB=str(assets["vocab"]))
+    assert_one_line_error(proc, "cannot read CATR checkpoint")
+    assert not (tmp_path / "out").exists()
