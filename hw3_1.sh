@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
 # Usage: bash hw3_1.sh <image_dir> <output_csv>
-# Checkpoint: $P1_CHECKPOINT, default checkpoints/p1_vit_b16.safetensors beside this script. When that file is
-# missing and $P1_CHECKPOINT_URL is set, it is downloaded first (the course's "script fetches its model" rule).
+# Writes filename,label for every image. The model is $P1_CHECKPOINT if set; otherwise
+# checkpoints/p1_vit_b16.safetensors beside this script, downloaded with wget from the URL recorded in
+# checkpoints/p1.url (or $P1_CHECKPOINT_URL) and used only once its sha256 matches the recorded one.
 set -euo pipefail
 if [ "$#" -ne 2 ]; then
   echo "usage: bash hw3_1.sh <image_dir> <output_csv>" >&2
   exit 2
 fi
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ckpt="${P1_CHECKPOINT:-$here/checkpoints/p1_vit_b16.safetensors}"
-if [ ! -f "$ckpt" ] && [ -n "${P1_CHECKPOINT_URL:-}" ]; then
-  mkdir -p "$(dirname "$ckpt")"
-  echo "downloading checkpoint to $ckpt" >&2
-  if ! wget -q -O "$ckpt.part" "$P1_CHECKPOINT_URL"; then
-    rm -f "$ckpt.part"
-    echo "error: could not download $P1_CHECKPOINT_URL" >&2
-    exit 1
+repo=$(dirname "${BASH_SOURCE[0]}")
+py=python3
+if [ -x "$repo/.venv/bin/python3" ]; then py=$repo/.venv/bin/python3; fi
+ckpt=${P1_CHECKPOINT:-}
+if [ -z "$ckpt" ]; then
+  ckpt=$repo/checkpoints/p1_vit_b16.safetensors
+  url=$("$py" "$repo/p1_fetch.py" need "$ckpt" --url "${P1_CHECKPOINT_URL:-}")
+  if [ -n "$url" ]; then
+    echo "downloading the model from $url" >&2
+    if ! wget -nv -O "$ckpt.part" "$url"; then
+      echo "error: could not download the model from $url" >&2
+      exit 1
+    fi
+    "$py" "$repo/p1_fetch.py" accept "$ckpt" --url "${P1_CHECKPOINT_URL:-}"
   fi
-  mv "$ckpt.part" "$ckpt"
 fi
-python3 "$here/p1_inference.py" --checkpoint "$ckpt" --images "$1" --output "$2"
+exec "$py" "$repo/p1_inference.py" --checkpoint "$ckpt" --images "$1" --output "$2"

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Usage: bash hw3_2.sh <image_dir> <output_dir>
-# Weights: $CATR_CHECKPOINT (an official CATR .pth) if set, else the official v3 release (downloaded once into
-# the torch hub cache). Vocabulary: $CATR_VOCAB if set, else bert-base-uncased from the Hugging Face cache.
+# Writes <stem>.png (per-token cross-attention tiles), <stem>.npy and <stem>.txt per image. Weights:
+# $CATR_CHECKPOINT if set, else the official CATR v3 release (or $CATR_CHECKPOINT_URL), downloaded once into the
+# torch hub cache. Vocabulary: $CATR_VOCAB if set, else BERT uncased from the Hugging Face hub (cached).
 set -euo pipefail
 if [ "$#" -ne 2 ]; then
   echo "usage: bash hw3_2.sh <image_dir> <output_dir>" >&2
   exit 2
 fi
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-python3 "$here/p2_caption_attn.py" --images "$1" --output-dir "$2"
+repo=$(dirname "${BASH_SOURCE[0]}")
+py=python3
+if [ -x "$repo/.venv/bin/python3" ]; then py=$repo/.venv/bin/python3; fi
+exec "$py" "$repo/p2_caption_attn.py" --images "$1" --output-dir "$2"

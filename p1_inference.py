@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from hw3io import run_cli
+from hw3io.errors import run_cli
 
 
 def get_args_parser():
@@ -20,8 +20,8 @@ def get_args_parser():
 
 
 def main(argv=None):
-    from vitpet.inference import run_inference
     a = get_args_parser().parse_args(argv)
+    from vitpet.inference import run_inference
     r = run_inference(a.checkpoint, a.images, a.output, batch_size=a.batch_size, workers=a.workers, device=a.device,
                       skip_unreadable=a.skip_unreadable, evaluate=a.eval)
     print(f"wrote {r['count']} predictions to {r['output']}")

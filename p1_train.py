@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from hw3io import run_cli
+from hw3io.errors import run_cli
 from vitpet.config import add_config_args, config_from_args
 
 
@@ -12,8 +12,9 @@ def get_args_parser():
 
 
 def main(argv=None):
+    cfg = config_from_args(get_args_parser().parse_args(argv))
     from vitpet.train import fit
-    fit(config_from_args(get_args_parser().parse_args(argv)))
+    fit(cfg)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from hw3io import run_cli
+from hw3io.errors import run_cli
 
 DEFAULT_IMAGES = ["hw3_data/p1_data/val/26_5064.jpg", "hw3_data/p1_data/val/29_4718.jpg",
                   "hw3_data/p1_data/val/31_4838.jpg"]
@@ -23,9 +23,9 @@ def get_args_parser():
 
 
 def main(argv=None):
+    a = get_args_parser().parse_args(argv)
     from hw3io import pick_device
     from vitpet.explain import visualize_attention
-    a = get_args_parser().parse_args(argv)
     for path in visualize_attention(a.images, a.output_dir, checkpoint=a.checkpoint, model_name=a.model,
                                     layer=a.layer, heads=a.heads, use_rollout=a.rollout,
                                     device=pick_device(a.device)):

@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from hw3io import run_cli
+from hw3io.errors import run_cli
 
 
 def get_args_parser():
@@ -15,8 +15,8 @@ def get_args_parser():
 
 
 def main(argv=None):
-    from vitpet.explain import visualize_pos
     a = get_args_parser().parse_args(argv)
+    from vitpet.explain import visualize_pos
     sim = visualize_pos(a.output, checkpoint=a.checkpoint, model_name=a.model)
     print(f"wrote {a.output} and its {sim.shape[0]}x{sim.shape[1]} matrix")
 

@@ -24,3 +24,22 @@ def assert_one_line_error(proc, *fragments):
     assert len(errors) == 1, proc.stderr
     for f in fragments:
         assert f in errors[0], errors[0]
+
+
+def script_repo(tmp_path) -> Path:
+    """A copy of the graded scripts in a scratch repo (the packages linked in), so that hw3_1.sh's download into
+    its own checkpoints/ folder and checkpoints/p1.url never touch this checkout."""
+    import shutil
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ["hw3_1.sh", "hw3_2.sh", "p1_fetch.py", "p1_inference.py", "p1_publish.py", "p2_caption_attn.py"]:
+        shutil.copy(ROOT / name, repo / name)
+    for pkg in ["hw3io", "vitpet", "catr"]:
+        (repo / pkg).symlink_to(ROOT / pkg)
+    (repo / "checkpoints").mkdir()
+    return repo
+
+
+def grader_env(home, **extra):
+    """What a grader's shell has: PATH (python3 with the requirements) and a home with empty caches."""
+    return {"PATH": script_env()["PATH"], "HOME": str(home), "PYTHONUNBUFFERED": "1", **extra}

@@ -1,0 +1,119 @@
+"""Where the graded P1 model comes from: p1_publish.py records it, hw3_1.sh downloads it with wget (loopback server)
+and uses it only when its sha256 matches."""
+import subprocess
+
+import pandas as pd
+import pytest
+
+from helpers import ROOT, assert_one_line_error, grader_env, run, script_repo
+from hw3io import UserError
+from scripts.loopback import LoopbackServer
+from vitpet.publish import accept_download, needs_download, publish, read_source, sha256_file
+
+MODEL = "/m/p1_vit_b16.safetensors"
+
+
+def test_publish_records_url_and_sha(tiny_checkpoint, tmp_path):
+    url_file = tmp_path / "checkpoints" / "p1.url"
+    r = publish(tiny_checkpoint, "https://example.org/m.safetensors", url_file)
+    assert url_file.read_text() == f"https://example.org/m.safetensors {sha256_file(tiny_checkpoint)}\n"
+    assert read_source(url_file) == ("https://example.org/m.safetensors", r["sha256"])
+    assert read_source(url_file, "http://mirror/m") == ("http://mirror/m", r["sha256"])
+    with pytest.raises(UserError, match="direct http"):
+        publish(tiny_checkpoint, "runs/p1/best.safetensors", url_file)
+    (tmp_path / "x.safetensors").write_bytes(b"junk")
+    with pytest.raises(UserError, match="not a valid checkpoint"):
+        publish(tmp_path / "x.safetensors", "https://example.org/x", url_file)
+
+
+def test_publish_script_prints_the_final_result(tiny_checkpoint, tmp_path):
+    url_file = tmp_path / "p1.url"
+    proc = run(["python3", "p1_publish.py", "--checkpoint", str(tiny_checkpoint), "--url", "https://e.org/m",
+                "--url-file", str(url_file)])
+    assert proc.returncode == 0, proc.stderr
+    assert "val accuracy  0.5000 (epoch 3" in proc.stdout
+    assert sha256_file(tiny_checkpoint) in proc.stdout and "bash hw3_1.sh" in proc.stdout
+
+
+def test_source_errors(tmp_path):
+    with pytest.raises(UserError, match="no model recorded"):
+        read_source(tmp_path / "p1.url")
+    with pytest.raises(UserError, match="no sha256"):
+        read_source(tmp_path / "p1.url", "http://x/m")
+    (tmp_path / "p1.url").write_text("http://x/m not-a-sha\n")
+    with pytest.raises(UserError, match="URL SHA256"):
+        read_source(tmp_path / "p1.url")
+
+
+def test_needs_and_accepts_only_the_recorded_file(tiny_checkpoint, tmp_path):
+    url_file = tmp_path / "p1.url"
+    url_file.write_text(f"http://x/m {sha256_file(tiny_checkpoint)}\n")
+    ckpt = tmp_path / "m.safetensors"
+    assert needs_download(ckpt, url_file) == "http://x/m"
+    (tmp_path / "m.safetensors.part").write_bytes(tiny_checkpoint.read_bytes()[:-10])  # cut short
+    with pytest.raises(UserError, match="incomplete or not the published model"):
+        accept_download(ckpt, url_file)
+    assert not ckpt.exists() and not (tmp_path / "m.safetensors.part").exists()
+    (tmp_path / "m.safetensors.part").write_bytes(tiny_checkpoint.read_bytes())
+    accept_download(ckpt, url_file)
+    assert sha256_file(ckpt) == sha256_file(tiny_checkpoint) and needs_download(ckpt, url_file) is None
+    ckpt.write_bytes(b"tampered")
+    assert needs_download(ckpt, url_file) == "http://x/m"
+
+
+def _hw3_1(repo, images, csv, home, **env):
+    return subprocess.run(["bash", str(repo / "hw3_1.sh"), str(images), str(csv)], cwd=home,
+                          env=grader_env(home, **env), capture_output=True, text=True, timeout=300)
+
+
+def test_hw3_1_downloads_checks_and_keeps_the_model(tiny_checkpoint, pet_data, tmp_path):
+    repo, home = script_repo(tmp_path), tmp_path / "home"
+    home.mkdir()
+    good, bad = tiny_checkpoint.read_bytes(), tiny_checkpoint.read_bytes()[:1000]
+    with LoopbackServer({MODEL: good, "/bad/m.safetensors": bad}) as server:
+        proc = run(["python3", str(repo / "p1_publish.py"), "--checkpoint", str(tiny_checkpoint),
+                    "--url", server.url(MODEL)])
+        assert proc.returncode == 0, proc.stderr
+        assert (repo / "checkpoints" / "p1.url").read_text().split()[0] == server.url(MODEL)
+        kept = repo / "checkpoints" / "p1_vit_b16.safetensors"
+
+        # A mirror that serves a truncated file: refused, nothing used, nothing written, nothing left in the way.
+        proc = _hw3_1(repo, pet_data / "val", home / "a.csv", home, P1_CHECKPOINT_URL=server.url("/bad/m.safetensors"))
+        assert_one_line_error(proc, "incomplete or not the published model")
+        assert not kept.exists() and not (home / "a.csv").exists()
+        assert list((repo / "checkpoints").iterdir()) == [repo / "checkpoints" / "p1.url"]
+
+        # A failed download (404) is not used either.
+        proc = _hw3_1(repo, pet_data / "val", home / "a.csv", home, P1_CHECKPOINT_URL=server.url("/missing"))
+        assert proc.returncode != 0 and "could not download" in proc.stderr and not kept.exists()
+
+        # The recorded link: downloaded once, verified, predictions written.
+        proc = _hw3_1(repo, pet_data / "val", "a.csv", home)
+        assert proc.returncode == 0, proc.stderr
+        assert sha256_file(kept) == sha256_file(tiny_checkpoint) and server.hits[MODEL] == 1
+        assert len(pd.read_csv(home / "a.csv")) == 37 * 2
+
+        # Kept and reused; a tampered copy is replaced by a fresh download.
+        assert _hw3_1(repo, pet_data / "val", "b.csv", home).returncode == 0 and server.hits[MODEL] == 1
+        kept.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+        proc = _hw3_1(repo, pet_data / "val", "c.csv", home)
+        assert proc.returncode == 0 and server.hits[MODEL] == 2 and "downloading it again" in proc.stderr
+        assert sha256_file(kept) == sha256_file(tiny_checkpoint)
+
+
+def test_hw3_1_without_a_recorded_model_says_what_to_do(pet_data, tmp_path):
+    repo = script_repo(tmp_path)
+    proc = _hw3_1(repo, pet_data / "val", tmp_path / "a.csv", tmp_path)
+    assert_one_line_error(proc, "no model recorded", "P1_CHECKPOINT")
+
+
+def test_missing_packages_end_in_one_line(tmp_path):
+    from hw3io.errors import require_packages
+    with pytest.raises(UserError, match="make setup"):
+        require_packages(("numpy", "no_such_package_xyz"))
+    # The scripts import third-party packages inside main(): a missing one is one line, not a traceback.
+    code = ("import runpy, sys; sys.modules['torch'] = None; "
+            f"sys.argv = ['p1_inference.py', '--checkpoint', 'c', '--images', '.', '--output', 'o.csv']; "
+            f"sys.path.insert(0, {str(ROOT)!r}); runpy.run_path({str(ROOT / 'p1_inference.py')!r}, run_name='__main__')")
+    proc = run(["python3", "-c", code])
+    assert_one_line_error(proc, "'torch' is missing", "pip install -r requirements.txt")
