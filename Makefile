@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test grade bench clean
 
 setup: $(STAMP)
 
@@ -18,6 +18,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	python3 -m pytest -q tests
+
+# The graders' run on a scratch clone (needs the demo's outputs: runs `make demo` first when they are missing).
+grade: $(STAMP)
+	@[ -f demo_out/p1/best.safetensors ] && [ -f demo_out/p2/tiny_catr.pth ] || bash scripts/demo.sh
+	python3 scripts/grade.py
 
 bench: $(STAMP)
 	python3 bench/bench_p1_inference.py
