@@ -27,6 +27,7 @@ grade: $(STAMP)
 bench: $(STAMP)
 	python3 bench/bench_p1_inference.py
 	python3 bench/bench_catr_decode.py
+	python3 bench/bench_p1_int8.py
 
 clean:
 	rm -rf $(VENV) demo_out

@@ -30,3 +30,18 @@ def tiny_checkpoint(tmp_path_factory):
     save_checkpoint(path, model, {"model": "vit_demo_patch8", "num_classes": 37, "img_size": 64,
                                   "data_config": resolve_model_data_config(model), "val_acc": 0.5, "epoch": 3})
     return path
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """The tiny ViT trained from scratch for a few epochs by p1_train.py on generated data: (data, run, process)."""
+    from helpers import run
+    from vitpet.synthetic import make_dataset
+    root = tmp_path_factory.mktemp("e2e")
+    data = make_dataset(root / "data", train_per_class=16, val_per_class=4, seed=5)
+    out = root / "run"
+    proc = run(["python3", "p1_train.py", "--data-dir", str(data), "--model", "vit_demo_patch8", "--no-pretrained",
+                "--epochs", "4", "--batch-size", "32", "--lr", "2e-3", "--opt", "adamw", "--weight-decay", "0.05",
+                "--drop-path", "0", "--workers", "0", "--output-dir", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return data, out, proc

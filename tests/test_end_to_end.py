@@ -20,20 +20,6 @@ def test_help_answers_without_heavy_imports(script):
     assert "LOADED []" in proc.stdout
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """Train the tiny ViT from scratch for a few epochs on generated data."""
-    from vitpet.synthetic import make_dataset
-    root = tmp_path_factory.mktemp("e2e")
-    data = make_dataset(root / "data", train_per_class=16, val_per_class=4, seed=5)
-    out = root / "run"
-    proc = run(["python3", "p1_train.py", "--data-dir", str(data), "--model", "vit_demo_patch8", "--no-pretrained",
-                "--epochs", "4", "--batch-size", "32", "--lr", "2e-3", "--opt", "adamw", "--weight-decay", "0.05",
-                "--drop-path", "0", "--workers", "0", "--output-dir", str(out)])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return data, out, proc
-
-
 def test_training_writes_log_plots_and_checkpoints(trained):
     data, out, _ = trained
     log = pd.read_csv(out / "log.csv")

@@ -1,4 +1,5 @@
 """Image folder -> ``filename,label`` CSV, with a checkpoint as the only model input."""
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +10,7 @@ from hw3io import (UserError, atomic_path, check_readable, default_workers, ensu
                    pick_device, progress)
 from .data import ImageFolderDataset, build_transforms, collate_skip, has_labels, parse_label
 from .model import load_checkpoint
+from .quantize import quantize_int8, require_cpu
 
 
 @torch.no_grad()
@@ -48,14 +50,25 @@ def accuracy(df: pd.DataFrame) -> float:
 
 
 def run_inference(checkpoint, images, output, *, batch_size=32, workers=None, device="auto", skip_unreadable=False,
-                  evaluate=None) -> dict:
-    """The p1_inference.py pipeline; ``evaluate=None`` reports accuracy whenever all names carry labels."""
+                  evaluate=None, quantize="none") -> dict:
+    """The p1_inference.py pipeline; ``evaluate=None`` reports accuracy whenever all names carry labels.
+    ``quantize="int8"``: the CPU's int8 path (vitpet.quantize); the checkpoint stays as it is."""
     output = Path(output)
     if output.is_dir():
         raise UserError(f"output path is a folder, expected a .csv file: {output}")
     ensure_writable_dir(output.parent)  # fail before the long part, not after
+    if quantize not in ("none", "int8"):
+        raise UserError(f"unknown --quantize {quantize!r}: none or int8")
+    if quantize == "int8":
+        if device == "auto":
+            if torch.cuda.is_available():
+                print("note: --quantize int8 runs on the CPU; the GPU is not used", file=sys.stderr)
+            device = "cpu"
+        require_cpu(device)  # an explicit GPU is refused in one line, before anything is loaded
     dev = pick_device(device)
     model, config = load_checkpoint(checkpoint, device=dev)
+    if quantize == "int8":
+        model = quantize_int8(model, dev)
     paths = list_images(images)
     labelled = has_labels(paths)
     if evaluate and not labelled:

@@ -16,6 +16,7 @@ from timm.models import register_model
 
 from hw3io import UserError, atomic_path
 from .config import DEFAULT_MODEL, NUM_CLASSES
+from .quantize import is_quantized
 
 CHECKPOINT_FORMAT = "vitpet/1"
 
@@ -77,6 +78,8 @@ def library_versions() -> dict:
 
 def save_checkpoint(path, model, config: dict) -> None:
     """Write weights + ``config`` (model name, num_classes, img_size, data_config, metrics) atomically."""
+    if is_quantized(model):
+        raise UserError("refusing to save an int8-quantized model: checkpoints hold the fp32 weights")
     state = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
     meta = {"format": CHECKPOINT_FORMAT, "config": json.dumps(dict(config, versions=library_versions()))}
     with atomic_path(path) as tmp:
