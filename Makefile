@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo test grade bench clean
+.PHONY: setup demo test grade report bench clean
 
 setup: $(STAMP)
 
@@ -17,12 +17,18 @@ demo: $(STAMP)
 	bash scripts/demo.sh
 
 test: $(STAMP)
-	python3 -m pytest -q tests
+	python3 -m pytest -q -rs tests
 
 # The graders' run on a scratch clone (needs the demo's outputs: runs `make demo` first when they are missing).
 grade: $(STAMP)
 	@[ -f demo_out/p1/best.safetensors ] && [ -f demo_out/p2/tiny_catr.pth ] || bash scripts/demo.sh
 	python3 scripts/grade.py
+
+# The report's evidence from the demo's outputs (offline): demo_out/report/report.{md,html,pdf}.
+report: $(STAMP)
+	@[ -f demo_out/p1/best.safetensors ] && [ -f demo_out/p2/attn/bike.json ] || bash scripts/demo.sh
+	python3 hw3_report.py --p1-run demo_out/p1 --val-dir demo_out/data/val --p2-dir demo_out/p2/attn \
+	  --attn-images $$(ls demo_out/data/val/*.jpg | awk 'NR % 100 == 1' | head -n 3) --output demo_out/report
 
 bench: $(STAMP)
 	python3 bench/bench_p1_inference.py

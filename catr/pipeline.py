@@ -1,4 +1,6 @@
-"""Image folder -> <stem>.png (tiled per-token cross-attention), <stem>.npy (raw maps), <stem>.txt (caption)."""
+"""Image folder -> <stem>.png (tiled per-token cross-attention), <stem>.npy (raw maps), <stem>.txt (caption) and
+<stem>.json (caption, one token label per map, grid, source image)."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,7 @@ def caption_one(model, tokenizer, img, device, layer=-1, heads=False, max_len=No
     return small, out, tokenizer.decode(out.ids)
 
 
-def write_outputs(output_dir: Path, stem: str, small, out, text: str, labels: list[str]) -> Path:
+def write_outputs(output_dir: Path, stem: str, small, out, text: str, labels: list[str], source=None) -> Path:
     maps = out.maps
     size = (small.height, small.width)
     heat = upsample(maps.mean(1) if maps.dim() == 4 else maps, size).numpy()
@@ -33,6 +35,10 @@ def write_outputs(output_dir: Path, stem: str, small, out, text: str, labels: li
     plot_caption_attention(np.asarray(small), heat, labels, text.capitalize(), png)
     atomic_save_npy(output_dir / f"{stem}.npy", maps.numpy())
     atomic_write_text(output_dir / f"{stem}.txt", text + "\n")
+    # What the report needs to redraw and read the tiles: one label per map, in order, and the source image.
+    meta = {"caption": text, "tokens": labels, "grid": list(out.grid), "size": [small.width, small.height],
+            "image": str(Path(source).resolve()) if source else None}
+    atomic_write_text(output_dir / f"{stem}.json", json.dumps(meta, indent=1) + "\n")
     return png
 
 
@@ -60,6 +66,6 @@ def caption_folder(images, output_dir, *, checkpoint=None, version="v3", url=Non
     for path in bar:
         small, out, text = caption_one(model, tokenizer, load_rgb(path), device, layer, heads)
         labels = tile_labels(tokenizer, out.ids, out.ended)
-        written.append(write_outputs(output_dir, path.stem, small, out, text, labels))
+        written.append(write_outputs(output_dir, path.stem, small, out, text, labels, source=path))
         report(bar, f"{path.name}: {text}")
     return written

@@ -114,6 +114,7 @@ def test_missing_packages_end_in_one_line(tmp_path):
     # The scripts import third-party packages inside main(): a missing one is one line, not a traceback.
     code = ("import runpy, sys; sys.modules['torch'] = None; "
             f"sys.argv = ['p1_inference.py', '--checkpoint', 'c', '--images', '.', '--output', 'o.csv']; "
-            f"sys.path.insert(0, {str(ROOT)!r}); runpy.run_path({str(ROOT / 'p1_inference.py')!r}, run_name='__main__')")
+            f"sys.path.insert(0, {str(ROOT)!r}); "
+            f"runpy.run_path({str(ROOT / 'p1_inference.py')!r}, run_name='__main__')")
     proc = run(["python3", "-c", code])
     assert_one_line_error(proc, "'torch' is missing", "pip install -r requirements.txt")

@@ -205,7 +205,8 @@ def test_optimizer_groups_follow_timm():
     cfg = TrainConfig(opt="adamw", lr=1e-3, weight_decay=0.05)
     opt = build_optimizer(cfg, model, torch.device("cpu"))
     decayed = {names[id(p)] for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
-    assert {"pos_embed", "cls_token", "blocks.0.norm1.weight", "blocks.0.attn.qkv.bias", "head.bias"}.isdisjoint(decayed)
+    no_decay = {"pos_embed", "cls_token", "blocks.0.norm1.weight", "blocks.0.attn.qkv.bias", "head.bias"}
+    assert no_decay.isdisjoint(decayed)
     assert {"blocks.0.attn.qkv.weight", "head.weight", "patch_embed.proj.weight"} <= decayed
     assert sum(len(g["params"]) for g in opt.param_groups) == len(names)
 

@@ -38,6 +38,12 @@ def init_distributed(device: str = "auto") -> DistInfo:
     return DistInfo(rank, world_size, local_rank, dev)
 
 
+def device_name(info: DistInfo) -> str:
+    """What trained the model, for the report: e.g. '4 x NVIDIA H100 80GB HBM3' or '1 x cpu'."""
+    name = torch.cuda.get_device_name(info.device) if info.device.type == "cuda" else "cpu"
+    return f"{info.world_size} x {name}"
+
+
 def cleanup() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

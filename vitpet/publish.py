@@ -78,8 +78,8 @@ def accept_download(checkpoint, url_file, url_override=None) -> Path:
     got = sha256_file(part)
     if got != sha:
         part.unlink()
-        raise UserError(f"the file downloaded from {url} is incomplete or not the published model (sha256 {got[:12]}..., "
-                        f"expected {sha[:12]}...); it was discarded, run again to download it again")
+        raise UserError(f"the file downloaded from {url} is incomplete or not the published model (sha256 "
+                        f"{got[:12]}..., expected {sha[:12]}...); it was discarded, run again to download it again")
     os.replace(part, checkpoint)
     return Path(checkpoint)
 

@@ -1,10 +1,10 @@
 """Opt-in int8 inference on the CPU (``p1_inference.py --quantize int8``): a laptop's fast path, never the graded one.
 
 Every ``nn.Linear`` but the classifier (together about 99% of ViT-B/16's FLOPs) becomes a dynamically quantized int8
-Linear: int8 weights per output channel, activations quantized at run time, int32 accumulation (fbgemm/x86 kernels through
-``torch.ao.quantization.quantize_dynamic``). Its activation scale is computed over the whole input tensor, which
-would couple the images of a batch (one image's outlier changes another's prediction), so each quantized Linear
-runs image by image: scales are per image, and predictions do not depend on the batch size.
+Linear: int8 weights per output channel, activations quantized at run time, int32 accumulation (oneDNN kernels
+through ``torch.ao.quantization.quantize_dynamic``). Its activation scale is computed over the whole input tensor,
+which would couple the images of a batch (one image's outlier changes another's prediction), so each quantized
+Linear runs image by image: scales are per image, and predictions do not depend on the batch size.
 
 Why not torchao's ``Int8DynamicActivationInt8WeightConfig`` (per-token scales, the recommended successor)? On
 this CPU it ran eager ViT-B/16 at 0.08 images/s against 1.6 for fp32 (0.05 compiled); see bench/bench_p1_int8.py.
@@ -37,7 +37,7 @@ class PerImageLinear(nn.Module):
 
 def require_cpu(device) -> None:
     if str(device).split(":")[0] != "cpu":
-        raise UserError("--quantize int8 runs on the CPU only (its kernels are fbgemm/x86); on a GPU use the default "
+        raise UserError("--quantize int8 runs on the CPU only (its kernels are oneDNN/fbgemm); on a GPU use the default "
                         "fp32, or add --device cpu")
 
 

@@ -8,6 +8,7 @@ weights, optimizer, scaler, RNGs and counters.
 import csv
 import dataclasses
 import io
+import json
 import random
 import signal
 import time
@@ -25,7 +26,7 @@ from . import distributed as D
 from .config import TrainConfig
 from .data import ImageFolderDataset, build_transforms
 from .engine import evaluate, train_one_epoch
-from .model import build_model, load_checkpoint, resolve_model_data_config, save_checkpoint
+from .model import build_model, library_versions, load_checkpoint, resolve_model_data_config, save_checkpoint
 from .state import apply_state, capture_rng, load_state, save_state
 
 LOG_FIELDS = ("epoch", "train_loss", "val_loss", "val_acc", "lr")
@@ -150,7 +151,8 @@ def _fit(cfg: TrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:
     amp_dtype = amp_dtype_for(cfg.amp, info.device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
-    progress = {"epoch": 0, "step": 0, "best_acc": -1.0, "history": [], "loss_sum": 0.0, "count": 0}
+    progress = {"epoch": 0, "step": 0, "best_acc": -1.0, "history": [], "loss_sum": 0.0, "count": 0,
+                "train_seconds": 0.0}
     resume = cfg.resume
     if resume == "auto":
         resume = out / "last.safetensors"
@@ -173,10 +175,20 @@ def _fit(cfg: TrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:
               f"({cfg.batch_size} per device x {info.world_size} devices x {cfg.accum_steps} accumulation), "
               f"lr {cfg.lr:g} ({cfg.opt}), {steps_per_epoch} steps/epoch, amp {amp_dtype}")
 
+    clock = {"mark": time.time()}
+
+    def tick():
+        """Wall time spent training, carried across resumes (the report's 'wall time')."""
+        now = time.time()
+        progress["train_seconds"] = progress.get("train_seconds", 0.0) + now - clock["mark"]
+        clock["mark"] = now
+
     ckpt_config = {"model": cfg.model, "num_classes": cfg.num_classes, "img_size": img_size,
+                   "train_device": D.device_name(info),
                    "data_config": data_config, "train_config": cfg.to_dict()}
 
     def save_last():
+        tick()
         rngs = D.all_gather_objects(capture_rng(), info)
         if info.is_main:
             save_state(out / "last.safetensors", model=model, optimizer=optimizer, scaler=scaler,
@@ -234,6 +246,12 @@ def _fit(cfg: TrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:
 
     summary = {"best_acc": progress["best_acc"], "epochs": cfg.epochs, "output_dir": str(out)}
     if info.is_main:
+        history = progress["history"]
+        best_epoch = max(history, key=lambda r: r["val_acc"])["epoch"] if history else None
+        atomic_write_text(out / "run.json", json.dumps({
+            "best_val_acc": progress["best_acc"], "best_epoch": best_epoch, "train_seconds": progress["train_seconds"],
+            "device": D.device_name(info), "world_size": info.world_size, "config": cfg.to_dict(),
+            "versions": library_versions()}, indent=2) + "\n")
         save_checkpoint(out / "final.safetensors", model,
                         dict(ckpt_config, val_acc=progress["history"][-1]["val_acc"] if progress["history"] else None,
                              epoch=cfg.epochs - 1))

@@ -1,0 +1,47 @@
+"""Build the homework report's evidence: every figure and number it asks for, as report.md, a self-contained
+report.html and (when headless Chromium is installed) report.pdf."""
+import argparse
+import sys
+
+from hw3io.errors import run_cli
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description=__doc__)
+    g = p.add_argument_group("Problem 1")
+    g.add_argument("--p1-run", required=True, help="the chosen p1_train.py output folder (best.safetensors, log.csv)")
+    g.add_argument("--compare", nargs="*", default=[], help="other runs for the settings table and curves")
+    g.add_argument("--val-dir", required=True, help="the val folder; the final accuracy is recomputed on it")
+    g.add_argument("--attn-images", nargs="+", default=None,
+                   help="images for the attention figure (default: 26_5064.jpg 29_4718.jpg 31_4838.jpg in --val-dir)")
+    g.add_argument("--class-names", default=None, help="a file with one class name per line (optional)")
+    g = p.add_argument_group("Problem 2")
+    g.add_argument("--p2-dir", default=None, help="a hw3_2.sh output folder")
+    g.add_argument("--p2-captions", default=None, help="ground truth, lines '<file name> <caption>' (optional)")
+    g = p.add_argument_group("Output")
+    g.add_argument("--output", default="report_out",
+                   help="folder for report.md/.html/.pdf and figures/ (default: report_out)")
+    g.add_argument("--no-pdf", action="store_true", help="skip the PDF even when Chromium is installed")
+    g.add_argument("--device", default="auto", help="auto (cuda if available), cuda or cpu")
+    return p
+
+
+def main(argv=None):
+    a = get_args_parser().parse_args(argv)
+    from hw3io import ensure_writable_dir, pick_device
+    from report.build import build_report
+    ensure_writable_dir(a.output)
+    r = build_report(a.p1_run, a.output, val_dir=a.val_dir, compare=a.compare, attn_images=a.attn_images,
+                     p2_dir=a.p2_dir, p2_captions=a.p2_captions, class_names=a.class_names,
+                     device=pick_device(a.device), pdf=not a.no_pdf)
+    print(f"val accuracy {r['accuracy']:.4f}; report built in {r['seconds']:.0f} s")
+    print(f"wrote {r['md']}, {r['html']} and {len(r['figures'])} figures")
+    if r["pdf"]:
+        print(f"wrote {r['pdf']}")
+    elif not a.no_pdf:
+        print("no PDF: install headless Chromium (Debian: apt-get install chromium-headless-shell) and run again, "
+              "or print report.html to PDF from any browser")
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,63 @@
+"""The report's own figures (the problems' figures come from vitpet.plotting and catr.visualize)."""
+import matplotlib.pyplot as plt
+import numpy as np
+
+from hw3io import save_figure
+
+
+def plot_runs(runs: list[dict], path) -> None:
+    """Val accuracy and val loss per epoch, one line per run."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for run in runs:
+        log = run["log"]
+        if log is None:
+            continue
+        a.plot(log["epoch"], log["val_acc"], "o-", ms=3, label=run["name"])
+        b.plot(log["epoch"], log["val_loss"], "o-", ms=3, label=run["name"])
+    a.set(xlabel="epoch", ylabel="val accuracy", title="val accuracy", ylim=(0, 1))
+    b.set(xlabel="epoch", ylabel="cross-entropy", title="val loss")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def plot_per_class(acc: np.ndarray, names: list[str], path) -> None:
+    fig, ax = plt.subplots(figsize=(12, 3.6))
+    x = np.arange(len(acc))
+    ax.bar(x, np.nan_to_num(acc), color=["C3" if a < np.nanmean(acc) else "C0" for a in np.nan_to_num(acc)])
+    ax.axhline(np.nanmean(acc), color="k", lw=0.8, ls="--", label=f"mean {np.nanmean(acc):.3f}")
+    ax.set_xticks(x, names, rotation=90, fontsize=7)
+    ax.set(ylabel="val accuracy", ylim=(0, 1.05), title="per-class val accuracy (below the mean in red)")
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def plot_pos_profile(profile, path) -> None:
+    """Mean cosine vs patch distance, one line per relation (same row / same column / elsewhere)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for rel, style in (("same row", "o-"), ("same column", "s-"), ("elsewhere", "^-")):
+        part = profile[profile["relation"] == rel]
+        ax.plot(part["distance"], part["mean_cosine"], style, ms=4, label=rel)
+    ax.set(xlabel="distance between patches (in patches, rounded)", ylabel="mean cosine similarity",
+           title="position embeddings: similarity falls with distance")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save_figure(fig, path)
+
+
+def plot_attention_rows(rows: list[dict], path) -> None:
+    """One row per image: original | CLS attention map | overlay, titled with the prediction."""
+    fig, axes = plt.subplots(len(rows), 3, figsize=(10, 3.3 * len(rows)), squeeze=False)
+    for (a, b, c), r in zip(axes, rows):
+        a.imshow(r["original"])
+        a.set_title(f"{r['name']}", fontsize=9)
+        b.imshow(r["heat"], cmap="jet")
+        b.set_title("last-layer CLS attention (head mean)", fontsize=9)
+        c.imshow(r["view"])
+        c.imshow(r["heat"], cmap="jet", alpha=0.5)
+        c.set_title(f"predicted {r['pred']} (p = {r['prob']:.2f})", fontsize=9)
+        for ax in (a, b, c):
+            ax.axis("off")
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -1,0 +1,116 @@
+"""report/: the measured evidence (checked against brute force), the built report's numbers, and the page in a real
+headless Chromium (skipped, with the reason, where none is installed; CI installs one)."""
+import re
+import subprocess
+import tempfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from helpers import run
+from report import evidence, render
+from report.build import build_report
+
+
+def test_pos_distance_profile_matches_brute_force():
+    rng = np.random.default_rng(0)
+    grid = (3, 4)
+    sim = rng.uniform(-1, 1, (12, 12))
+    prof = evidence.pos_distance_profile(sim, grid)
+    cells = [divmod(i, 4) for i in range(12)]
+    same_row_1 = [sim[i, j] for i in range(12) for j in range(12)
+                  if cells[i][0] == cells[j][0] and abs(cells[i][1] - cells[j][1]) == 1]
+    got = prof[(prof.relation == "same row") & (prof.distance == 1)]
+    assert got["pairs"].item() == len(same_row_1) == 18
+    assert got["mean_cosine"].item() == pytest.approx(np.mean(same_row_1))
+    diag = [sim[i, j] for i in range(12) for j in range(12)
+            if cells[i][0] != cells[j][0] and cells[i][1] != cells[j][1]
+            and round(np.hypot(cells[i][0] - cells[j][0], cells[i][1] - cells[j][1])) == 3]
+    got = prof[(prof.relation == "elsewhere") & (prof.distance == 3)]
+    assert got["mean_cosine"].item() == pytest.approx(np.mean(diag))
+    assert prof["pairs"].sum() == 12 * 11  # every ordered pair once, the diagonal left out
+
+
+def test_per_class_and_confusions():
+    t = [0, 0, 0, 1, 1, 2, 2, 2]
+    p = [0, 1, 1, 1, 2, 2, 0, 1]
+    np.testing.assert_allclose(evidence.per_class_accuracy(t, p, 4), [1 / 3, 1 / 2, 1 / 3, np.nan])
+    assert evidence.most_confused(t, p, k=2) == [(0, 1, 2), (1, 2, 1)]
+
+
+def test_token_peaks_find_planted_cells():
+    maps = np.zeros((3, 6, 9))
+    for k, (r, c) in enumerate([(0, 0), (5, 8), (3, 4)]):
+        maps[k, r, c] = 1.0
+    peaks = evidence.token_peaks(maps)
+    assert [(p["row"], p["col"]) for p in peaks] == [(0, 0), (5, 8), (3, 4)]
+    assert [p["where"] for p in peaks] == ["top left", "bottom right", "centre"]
+
+
+@pytest.fixture(scope="module")
+def built(trained, tmp_path_factory):
+    """The report of the session's trained tiny ViT plus a two-image hw3_2 folder from a tiny CATR."""
+    from catr.pipeline import caption_folder
+    from catr.tiny import tiny_model, write_images, write_vocab
+    data, run_dir, _ = trained
+    root = tmp_path_factory.mktemp("report")
+    images = write_images(root / "images")
+    for p in images.iterdir():
+        if p.name not in ("ski.jpg", "girl.png"):
+            p.unlink()
+    caption_folder(images, root / "p2", model=tiny_model(), vocab=write_vocab(root / "vocab.txt"))
+    (root / "refs.txt").write_text("ski.jpg a person skiing\nski.jpg someone on skis\n")
+    attn = sorted((data / "val").glob("*.jpg"))[:3]
+    result = build_report(run_dir, root / "out", val_dir=data / "val", attn_images=attn, p2_dir=root / "p2",
+                          p2_captions=root / "refs.txt", pdf=render.find_chromium() is not None)
+    return result, data, run_dir
+
+
+def test_report_states_the_numbers_the_scripts_give(built, tmp_path):
+    result, data, run_dir = built
+    proc = run(["python3", "p1_inference.py", "--checkpoint", str(run_dir / "best.safetensors"), "--images",
+                str(data / "val"), "--output", str(tmp_path / "p.csv")])
+    assert proc.returncode == 0, proc.stderr
+    printed = float(re.search(r"accuracy (\d\.\d+)", proc.stdout).group(1))
+    assert round(result["accuracy"], 4) == printed
+    md = result["md"].read_text()
+    assert f"Final result: val accuracy {printed:.4f}" in md
+    from vitpet.publish import sha256_file
+    assert sha256_file(run_dir / "best.safetensors") in md
+    assert "python3 p1_train.py" in md and "bash hw3_1.sh" in md
+    assert '"a person skiing" / "someone on skis"' in md  # ground truth beside the generated caption
+    for fig in result["figures"]:
+        assert Image.open(fig).size[0] > 300
+    for link in re.findall(r"\]\(([^)]+\.png)\)", md):  # every Markdown link resolves
+        assert (result["md"].parent / link).is_file(), link
+    html = result["html"].read_text()
+    assert "src=\"figures" not in html and html.count("data:image/") == md.count("![")  # self-contained
+
+
+def test_report_renders_in_a_real_browser(built):
+    result, _, _ = built
+    binary = render.find_chromium()
+    if binary is None:
+        pytest.skip("no headless Chromium installed (Debian: apt-get install chromium-headless-shell); "
+                    ".ci/run installs it")
+    page = result["html"].read_text()
+    probe = result["html"].with_name("probe.html")
+    probe.write_text(page.replace("</body>", "<script>window.addEventListener('load', () => {"
+                                  "const im = [...document.images]; document.body.setAttribute('data-decoded', "
+                                  "im.filter(i => i.complete && i.naturalWidth > 0).length + '/' + im.length);"
+                                  "});</script></body>"))
+    with tempfile.TemporaryDirectory() as profile:
+        dom = subprocess.run(render.chromium_args(binary, profile) + ["--virtual-time-budget=10000", "--dump-dom",
+                                                                      probe.as_uri()],
+                             capture_output=True, text=True, timeout=120).stdout
+    decoded, total = map(int, re.search(r'data-decoded="(\d+)/(\d+)"', dom).groups())
+    assert total == page.count("<img ") and decoded == total > 5
+
+    from pypdf import PdfReader
+    pdf = PdfReader(result["pdf"])
+    sections = page.count("<h2>")  # each starts a printed page
+    assert len(pdf.pages) >= sections == 5
+    text = "".join(p.extract_text() for p in pdf.pages)
+    assert "Final result: val accuracy" in text and "Problem 2" in text
