@@ -4,6 +4,7 @@ Each of the 37 classes is one coloured shape (4 shapes x 10 colours, the first 3
 position and scale on a cluttered grey background, so the class lives only in the object: a correct
 attention map has to land on it. Files follow the real naming, ``{label}_{image_id}.jpg``.
 """
+import json
 import math
 import random
 from pathlib import Path
@@ -60,19 +61,22 @@ def make_image(label: int, rng: random.Random, size=(96, 80)) -> tuple[Image.Ima
 
 
 def make_split(directory, per_class: int, seed: int, num_classes: int = 37, sizes=((96, 80), (80, 96), (88, 88))):
-    """Write ``per_class`` JPEGs per class into ``directory`` with the real naming; returns the paths."""
+    """Write ``per_class`` JPEGs per class into ``directory`` with the real naming, and ``boxes.json`` beside them
+    (file name -> the object's box [x, y, w, h] in original pixels, for the pointing game); returns the paths."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    paths = []
+    paths, boxes = [], {}
     image_id = seed * 100_000
     for label in range(num_classes):
         for _ in range(per_class):
             image_id += 1
-            img, _ = make_image(label, rng, rng.choice(sizes))
+            img, (x0, y0, x1, y1) = make_image(label, rng, rng.choice(sizes))
             path = directory / f"{label}_{image_id}.jpg"
             img.save(path, quality=92)
             paths.append(path)
+            boxes[path.name] = [x0, y0, x1 - x0, y1 - y0]
+    (directory / "boxes.json").write_text(json.dumps(boxes, indent=0) + "\n")
     return paths
 
 

@@ -1,0 +1,107 @@
+"""The pointing game for Problem 1: does the CLS attention's maximum land on the object?
+
+``python3 -m vitpet.pointing --checkpoint CKPT --images DIR --boxes BOXES`` scores last-layer head-mean CLS attention
+and attention rollout against two baselines (the image centre, a uniformly random point). Maps are placed on the
+image exactly as ``p1_visualize_attn.py`` draws them: upsampled onto the model's view (eval resize + centre crop);
+the boxes (``{file name: [x, y, w, h]}`` in original pixels, as ``vitpet.synthetic`` writes them) are moved into
+that view with the same resize and crop.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from hw3io import UserError, list_images, load_rgb, run_cli, upsample
+from hw3io.pointing import score
+from .attention import capture_attention, cls_to_patches, patch_grid, rollout, to_grid
+from .data import build_view_transform
+
+
+def view_geometry(data_config: dict, size: tuple[int, int]) -> tuple[float, float, int, int]:
+    """(scale_x, scale_y, left, top): original pixel (x, y) lands at (x * sx - left, y * sy - top) in the view,
+    following torchvision's Resize (shorter side to an int) and CenterCrop as built by ``build_view_transform``."""
+    from torchvision.transforms import CenterCrop, Resize
+    w, h = size
+    sx = sy = 1.0
+    left = top = 0
+    for t in build_view_transform(data_config).transforms:
+        if isinstance(t, Resize):
+            if isinstance(t.size, int) or len(t.size) == 1:  # the shorter side to this length, aspect kept
+                target = t.size if isinstance(t.size, int) else t.size[0]
+                short, long = sorted((w, h))
+                nw, nh = (target, int(target * long / short)) if w <= h else (int(target * long / short), target)
+            else:
+                nh, nw = t.size
+            sx, sy, w, h = sx * nw / w, sy * nh / h, nw, nh
+        elif isinstance(t, CenterCrop):
+            ch, cw = t.size
+            top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
+    return sx, sy, left, top
+
+
+def box_in_view(box, geometry) -> tuple[float, float, float, float]:
+    """[x, y, w, h] in original pixels -> (x0, y0, x1, y1) in the view."""
+    sx, sy, left, top = geometry
+    x, y, w, h = box
+    return x * sx - left, y * sy - top, (x + w) * sx - left, (y + h) * sy - top
+
+
+@torch.no_grad()
+def pointing_game(model, data_config: dict, images, boxes: dict, device="cpu", batch_size: int = 32) -> dict:
+    """Hit rates of last-layer head-mean CLS attention and rollout, with the centre and random baselines."""
+    npt, grid = model.num_prefix_tokens, patch_grid(model)
+    view_tf = build_view_transform(data_config)
+    mean = torch.tensor(data_config["mean"])[:, None, None]
+    std = torch.tensor(data_config["std"])[:, None, None]
+    heats = {"last layer (head mean)": [], "rollout": []}
+    view_boxes = []
+    for i in range(0, len(images), batch_size):
+        views, chunk = [], images[i:i + batch_size]
+        for path in chunk:
+            img = load_rgb(path)
+            views.append(view_tf(img))
+            view_boxes.append(box_in_view(boxes[Path(path).name], view_geometry(data_config, img.size)))
+        x = ((torch.stack(views) - mean) / std).to(device)
+        attns = capture_attention(model, x)  # every layer, one forward pass
+        size = tuple(views[0].shape[-2:])
+        last = to_grid(cls_to_patches(attns[-1], npt).mean(1), grid)
+        roll = to_grid(rollout(attns, npt), grid)
+        heats["last layer (head mean)"] += list(upsample(last.cpu(), size).numpy())
+        heats["rollout"] += list(upsample(roll.cpu(), size).numpy())
+    return {name: score(h, view_boxes) for name, h in heats.items()}
+
+
+def format_table(results: dict) -> str:
+    first = next(iter(results.values()))
+    rows = [("map", "hit rate", "images")] + [(k, f"{v['maps']:.3f}", str(v["count"])) for k, v in results.items()]
+    rows += [("image centre (baseline)", f"{first['centre']:.3f}", str(first["count"])),
+             ("random point (baseline, expected)", f"{first['random']:.3f}", str(first["count"]))]
+    return "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows[:1]) + "\n| --- | ---: | ---: |\n" + \
+        "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows[1:])
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint written by p1_train.py")
+    p.add_argument("--images", required=True, help="folder of images")
+    p.add_argument("--boxes", default=None, help="JSON {file name: [x, y, w, h]} (default: IMAGES/boxes.json)")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cuda or cpu")
+    a = p.parse_args(argv)
+    from hw3io import pick_device
+    from .model import load_checkpoint
+    boxes_path = Path(a.boxes or Path(a.images) / "boxes.json")
+    if not boxes_path.is_file():
+        raise UserError(f"boxes file not found: {boxes_path}")
+    boxes = json.loads(boxes_path.read_text())
+    images = [p for p in list_images(a.images) if p.name in boxes]
+    if not images:
+        raise UserError(f"no image of {a.images} has a box in {boxes_path}")
+    device = pick_device(a.device)
+    model, config = load_checkpoint(a.checkpoint, device=device)
+    print(format_table(pointing_game(model, config["data_config"], images, boxes, device)))
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
