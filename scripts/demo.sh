@@ -21,6 +21,8 @@ echo "== Problem 1: explain"
 python3 p1_visualize_pos.py --checkpoint "$out/p1/best.safetensors" --output "$out/p1/pos.png"
 imgs=$(ls "$out"/data/val/*.jpg | awk 'NR % 100 == 1' | head -n 3)
 python3 p1_visualize_attn.py --checkpoint "$out/p1/best.safetensors" --images $imgs --output-dir "$out/p1/attn"
+echo "== Problem 1: pointing game on val (does CLS attention peak on the object?)"
+python3 -m vitpet.pointing --checkpoint "$out/p1/best.safetensors" --images "$out/data/val"
 
 echo "== Problem 2: tiny CATR, captions with per-token cross-attention"
 python3 -m catr.tiny "$out/p2"
