@@ -25,7 +25,11 @@ def _triangle(cx, cy, r):
 
 def draw_object(draw: ImageDraw.ImageDraw, label: int, box: tuple[int, int, int, int]) -> None:
     """Draw class ``label``'s object inside ``box`` = (x0, y0, x1, y1)."""
-    shape, colour = CLASSES[label]
+    draw_shape(draw, *CLASSES[label], box)
+
+
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, colour, box) -> None:
+    """One of SHAPES in ``colour``, inside the square ``box`` = (x0, y0, x1, y1) (the caption world uses it too)."""
     x0, y0, x1, y1 = box
     cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2
     if shape == "disc":
