@@ -1,11 +1,10 @@
 """What the ViT attends to: attention captured in the real forward pass, CLS maps, rollout, pos-embed cosine.
 
-All maps come from timm's ``AttentionExtract`` hooks on ``attn_drop`` (the post-softmax probabilities), with
-fused attention switched off for the explained model only (fused SDPA never materialises the matrix).
+All maps come from forward hooks on each block's ``attn_drop`` (the post-softmax probabilities), with fused
+attention switched off for the explained model only (fused SDPA never materialises the matrix).
 """
 import torch
 import torch.nn.functional as F
-from timm.utils import AttentionExtract
 
 
 def patch_grid(model) -> tuple[int, int]:
@@ -20,18 +19,22 @@ def unfuse_attention(model) -> None:
 
 @torch.no_grad()
 def capture_attention(model, x: torch.Tensor, layers=None) -> list[torch.Tensor]:
-    """One forward pass; returns the attention probabilities of ``layers`` (default: all), each (B, heads, N, N)."""
+    """One forward pass; returns the attention probabilities of ``layers`` (default: all), each (B, heads, N, N).
+
+    A forward hook on each block's ``attn_drop`` sees softmax(q k^T * scale) (dropout is the identity in eval);
+    the hooks are removed afterwards, leaving the model as we found it."""
     unfuse_attention(model)
     depth = len(model.blocks)
     layers = range(depth) if layers is None else [l % depth for l in layers]
-    names = [f"blocks.{l}.attn.attn_drop" for l in layers]
-    extractor = AttentionExtract(model, names=names, method="hook")
+    captured = {}
+    handles = [model.blocks[l].attn.attn_drop.register_forward_hook(
+        lambda module, args, output, l=l: captured.__setitem__(l, output)) for l in layers]
     try:
-        out = extractor(x)
+        model(x)
     finally:
-        for handle in extractor.hooks._handles:  # leave the model as we found it
+        for handle in handles:
             handle.remove()
-    return [out[n] for n in names]
+    return [captured[l] for l in layers]
 
 
 def cls_to_patches(attn: torch.Tensor, num_prefix_tokens: int) -> torch.Tensor:
