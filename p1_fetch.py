@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from hw3io.errors import run_cli
+from vitpet.publish import URL_FILE
 
 REPO = Path(__file__).resolve().parent
 
@@ -16,7 +17,7 @@ def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", choices=("need", "accept"))
     p.add_argument("checkpoint", help="where the model is kept (checkpoints/p1_vit_b16.safetensors)")
-    p.add_argument("--url-file", default=str(REPO / "checkpoints" / "p1.url"), help="the recorded 'URL SHA256'")
+    p.add_argument("--url-file", default=str(REPO / URL_FILE), help="the recorded 'URL SHA256'")
     p.add_argument("--url", default="", help="another URL for the same file ('URL' or 'URL SHA256')")
     return p
 

@@ -5,11 +5,11 @@ hw3_1.sh downloads (and checks) that exact file on the graders' machines. Prints
 mark for the graders.
 """
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
 from hw3io.errors import run_cli
+from vitpet.publish import URL_FILE
 
 REPO = Path(__file__).resolve().parent
 
@@ -18,17 +18,17 @@ def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="the checkpoint to publish, e.g. runs/p1/best.safetensors")
     p.add_argument("--url", required=True, help="direct download link of that same file")
-    p.add_argument("--url-file", default=str(REPO / "checkpoints" / "p1.url"), help="where to record it")
+    p.add_argument("--url-file", default=str(REPO / URL_FILE), help="where to record it")
     return p
 
 
 def main(argv=None):
     a = get_args_parser().parse_args(argv)
-    from vitpet.config import config_argv
+    from vitpet.config import format_versions, reproduce_commands
     from vitpet.publish import publish
     r = publish(a.checkpoint, a.url, a.url_file)
     cfg = r["config"]
-    train = cfg.get("train_config") or {}
+    train_cmd, predict_cmd = reproduce_commands(cfg.get("train_config") or {})
     acc = cfg.get("val_acc")
     print(f"recorded {r['url_file']}: commit it (git add checkpoints/p1.url)\n")
     print("Final result (mark it in the report; graders reproduce it within 0.5%):")
@@ -36,10 +36,9 @@ def main(argv=None):
           f"(epoch {cfg.get('epoch')}, from the checkpoint's metadata)")
     print(f"  model         {cfg['model']}, {cfg['num_classes']} classes, {cfg['img_size']} px")
     print(f"  checkpoint    {a.checkpoint} ({r['size_mb']:.0f} MiB), sha256 {r['sha256']}")
-    print(f"  versions      {', '.join(f'{k} {v}' for k, v in (cfg.get('versions') or {}).items())}")
-    print("  train         python3 p1_train.py " + shlex.join(config_argv(train)))
-    val = (train.get("val_dir") or (str(Path(train["data_dir"]) / "val") if train.get("data_dir") else "VAL_DIR"))
-    print(f"  predict       bash hw3_1.sh {shlex.quote(val)} pred.csv")
+    print(f"  versions      {format_versions(cfg.get('versions'))}")
+    print(f"  train         {train_cmd}")
+    print(f"  predict       {predict_cmd}")
 
 
 if __name__ == "__main__":

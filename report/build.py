@@ -1,6 +1,5 @@
 """``build_report``: gather every figure and number the homework report asks for, in the homework's order."""
 import json
-import shlex
 import time
 from pathlib import Path
 
@@ -35,6 +34,7 @@ def read_captions(path) -> dict[str, list[str]]:
 
 def section_1a(run, val_dir, device, figs):
     """Predict --val-dir with the chosen checkpoint: the number the graders reproduce."""
+    from vitpet.config import format_versions, reproduce_commands
     from vitpet.data import parse_label
     from vitpet.inference import predict_folder
     from vitpet.model import load_checkpoint
@@ -47,14 +47,13 @@ def section_1a(run, val_dir, device, figs):
     targets = np.array([parse_label(n) for n in df["filename"]])
     preds = df["label"].to_numpy()
     acc = float((preds == targets).mean())
-    train = config.get("train_config") or {}
-    from vitpet.config import config_argv
-    versions = ", ".join(f"{k} {v}" for k, v in (config.get("versions") or {}).items())
+    train_cmd, predict_cmd = reproduce_commands(config.get("train_config") or {}, val_dir)
     box = [f"Final result: val accuracy {acc:.4f} ({(preds == targets).sum()} / {len(df)} images of {val_dir})",
            f"model {config['model']}, {config['img_size']} px, checkpoint sha256 {sha256_file(run['checkpoint'])}",
-           f"trained on {config.get('train_device', run['info'].get('device', 'n/a'))}; {versions}",
-           "reproduce training: python3 p1_train.py " + shlex.join(config_argv(train)),
-           f"reproduce prediction: bash hw3_1.sh {shlex.quote(str(val_dir))} pred.csv"]
+           f"trained on {config.get('train_device', run['info'].get('device', 'n/a'))}; "
+           f"{format_versions(config.get('versions'))}",
+           f"reproduce training: {train_cmd}",
+           f"reproduce prediction: {predict_cmd}"]
     blocks = [("h", 2, "Problem 1a: final result"), ("box", box),
               ("p", f"Recomputed by predicting every image of the val folder with the checkpoint "
                     f"({time.time() - t0:.0f} s on {device}); the training log's best was "

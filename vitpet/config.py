@@ -5,6 +5,8 @@ The defaults are the recipe we expect to reach >= 0.95 val accuracy with ViT-B/1
 """
 import argparse
 import dataclasses
+import shlex
+from pathlib import Path
 from dataclasses import dataclass, field
 
 DEFAULT_MODEL = "vit_base_patch16_224.augreg2_in21k_ft_in1k"
@@ -101,3 +103,15 @@ def config_argv(config: dict, cls=TrainConfig) -> list[str]:
         else:
             argv += [flag, "none" if value is None else str(value)]
     return argv
+
+
+def reproduce_commands(train_config: dict, val_dir=None) -> tuple[str, str]:
+    """(train, predict) shell commands for a checkpoint's run, as p1_publish.py and the report print them; the
+    prediction runs on ``val_dir``, else the run's own val folder."""
+    t = train_config
+    val = val_dir or t.get("val_dir") or (str(Path(t["data_dir"]) / "val") if t.get("data_dir") else "VAL_DIR")
+    return ("python3 p1_train.py " + shlex.join(config_argv(t)), f"bash hw3_1.sh {shlex.quote(str(val))} pred.csv")
+
+
+def format_versions(versions: dict | None) -> str:
+    return ", ".join(f"{k} {v}" for k, v in (versions or {}).items())

@@ -17,6 +17,7 @@ from hw3io import UserError, list_images, load_rgb, run_cli, upsample
 from hw3io.pointing import score
 from .attention import capture_attention, cls_to_patches, patch_grid, rollout, to_grid
 from .data import build_view_transform
+from .explain import view_and_input
 
 
 def view_geometry(data_config: dict, size: tuple[int, int]) -> tuple[float, float, int, int]:
@@ -52,18 +53,17 @@ def box_in_view(box, geometry) -> tuple[float, float, float, float]:
 def pointing_game(model, data_config: dict, images, boxes: dict, device="cpu", batch_size: int = 32) -> dict:
     """Hit rates of last-layer head-mean CLS attention and rollout, with the centre and random baselines."""
     npt, grid = model.num_prefix_tokens, patch_grid(model)
-    view_tf = build_view_transform(data_config)
-    mean = torch.tensor(data_config["mean"])[:, None, None]
-    std = torch.tensor(data_config["std"])[:, None, None]
     heats = {"last layer (head mean)": [], "rollout": []}
     view_boxes = []
     for i in range(0, len(images), batch_size):
-        views, chunk = [], images[i:i + batch_size]
-        for path in chunk:
+        views, inputs = [], []
+        for path in images[i:i + batch_size]:
             img = load_rgb(path)
-            views.append(view_tf(img))
+            view, x = view_and_input(img, data_config)  # exactly what the attention figures show and feed
+            views.append(view)
+            inputs.append(x)
             view_boxes.append(box_in_view(boxes[Path(path).name], view_geometry(data_config, img.size)))
-        x = ((torch.stack(views) - mean) / std).to(device)
+        x = torch.stack(inputs).to(device)
         attns = capture_attention(model, x)  # every layer, one forward pass
         size = tuple(views[0].shape[-2:])
         last = to_grid(cls_to_patches(attns[-1], npt).mean(1), grid)

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from hw3io.errors import UserError
 
-URL_FILE = Path("checkpoints") / "p1.url"                   # relative to the repository
-CHECKPOINT = Path("checkpoints") / "p1_vit_b16.safetensors"  # where hw3_1.sh keeps the downloaded model
+URL_FILE = Path("checkpoints") / "p1.url"  # relative to the repository
 
 
 def sha256_file(path) -> str:

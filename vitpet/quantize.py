@@ -37,8 +37,8 @@ class PerImageLinear(nn.Module):
 
 def require_cpu(device) -> None:
     if str(device).split(":")[0] != "cpu":
-        raise UserError("--quantize int8 runs on the CPU only (its kernels are oneDNN/fbgemm); on a GPU use the default "
-                        "fp32, or add --device cpu")
+        raise UserError("--quantize int8 runs on the CPU only (its kernels are oneDNN/fbgemm); on a GPU use the "
+                        "default fp32, or add --device cpu")
 
 
 def quantize_int8(model: nn.Module, device="cpu", engine: str | None = None) -> nn.Module:
@@ -59,7 +59,7 @@ def quantize_int8(model: nn.Module, device="cpu", engine: str | None = None) -> 
         spec = {name: per_channel_dynamic_qconfig for name, m in qmodel.named_modules()
                 if isinstance(m, nn.Linear) and m is not head}
         qmodel = quantize_dynamic(qmodel, spec, dtype=torch.qint8)
-    for name, module in list(qmodel.named_modules()):
+    for module in list(qmodel.modules()):
         for child_name, child in list(module.named_children()):
             if type(child).__module__.startswith("torch.ao.nn.quantized.dynamic"):
                 setattr(module, child_name, PerImageLinear(child))
