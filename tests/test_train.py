@@ -177,7 +177,7 @@ def test_non_finite_loss_stops_before_the_step():
     """A bad batch must not reach the weights: the check runs before the optimizer step."""
     from timm.scheduler import CosineLRScheduler
     from vitpet.distributed import DistInfo
-    from vitpet.engine import train_one_epoch
+    from vitpet.engine import classification_loss, train_one_epoch
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 3)
     x = torch.randn(3, 8, 4)
@@ -188,7 +188,7 @@ def test_non_finite_loss_stops_before_the_step():
     snapshots = []
     with pytest.raises(FloatingPointError, match="not finite at epoch 0 step 2"):
         train_one_epoch(model, batches, opt, sched, torch.amp.GradScaler("cuda", enabled=False), info=DistInfo(),
-                        epoch=0, step_in_epoch=0, steps_per_epoch=3, accum_steps=1, label_smoothing=0.0,
+                        epoch=0, step_in_epoch=0, steps_per_epoch=3, accum_steps=1, loss_fn=classification_loss(),
                         clip_grad=None, amp_dtype=None,
                         on_step=lambda *a: snapshots.append({k: v.clone() for k, v in model.state_dict().items()}))
     assert len(snapshots) == 1  # one good step happened

@@ -17,6 +17,10 @@ def _f(default, help, group, **kw):
     return field(default=default, metadata=dict(help=help, group=group, **kw))
 
 
+def _none_or_float(s: str):
+    return None if s.lower() in ("none", "0", "off") else float(s)
+
+
 @dataclass
 class TrainConfig:
     # Data
@@ -45,7 +49,7 @@ class TrainConfig:
     warmup_epochs: float = _f(1.0, "linear warmup length in epochs", "optim")
     min_lr: float = _f(1e-6, "cosine schedule floor", "optim")
     label_smoothing: float = _f(0.1, "label smoothing of the training loss", "optim")
-    clip_grad: float | None = _f(1.0, "max gradient norm (none to disable)", "optim")
+    clip_grad: float | None = _f(1.0, "max gradient norm (none to disable)", "optim", parse=_none_or_float)
     color_jitter: float = _f(0.1, "colour jitter strength (mild)", "optim")
     # Runtime
     output_dir: str = _f("runs/p1", "where logs, plots and checkpoints go", "runtime")
@@ -73,14 +77,13 @@ def add_config_args(parser: argparse.ArgumentParser, cls=TrainConfig) -> argpars
         if g not in groups:
             groups[g] = parser.add_argument_group(g)
         flag = "--" + f.name.replace("_", "-")
-        help = f"{f.metadata['help']} (default: {f.default})"
+        help = f.metadata["help"] + ("" if f.default is None else f" (default: {f.default})")
         if f.type is bool:
             groups[g].add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default,
                                    help=f.metadata["help"])
             continue
         tp = _optional(f.type)
-        if f.name == "clip_grad":
-            tp = lambda s: None if s.lower() in ("none", "0", "off") else float(s)  # noqa: E731
+        tp = f.metadata.get("parse", tp)
         groups[g].add_argument(flag, dest=f.name, type=tp, default=f.default, help=help,
                                choices=f.metadata.get("choices"))
     return parser

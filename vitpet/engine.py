@@ -15,10 +15,20 @@ def autocast(device: torch.device, amp_dtype):
     return torch.autocast(device_type="cuda", dtype=amp_dtype)
 
 
+def classification_loss(label_smoothing: float = 0.0):
+    """``loss_fn`` for image classification batches (x, y, index)."""
+    def loss_fn(model, batch, device):
+        x, y, _ = batch
+        logits = model(x.to(device, non_blocking=True))
+        return F.cross_entropy(logits.float(), y.to(device, non_blocking=True), label_smoothing=label_smoothing), len(y)
+    return loss_fn
+
+
 def train_one_epoch(model, loader, optimizer, scheduler, scaler, *, info: DistInfo, epoch: int, step_in_epoch: int,
-                    steps_per_epoch: int, accum_steps: int, label_smoothing: float, clip_grad, amp_dtype,
-                    on_step=None, should_stop=None):
-    """Run optimizer steps ``step_in_epoch .. steps_per_epoch-1`` of ``epoch``.
+                    steps_per_epoch: int, accum_steps: int, loss_fn, clip_grad, amp_dtype, on_step=None,
+                    should_stop=None):
+    """Run optimizer steps ``step_in_epoch .. steps_per_epoch-1`` of ``epoch``. Shared by both problems:
+    ``loss_fn(model, batch, device)`` returns (mean loss, number of samples it averages over).
 
     ``on_step(step_in_epoch, loss_sum, count)`` is called after every optimizer step with the loss summed over
     this rank's samples since the previous call; it may save state. ``should_stop()`` ends the epoch early
@@ -33,16 +43,14 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, *, info: DistIn
     while step < steps_per_epoch:
         loss_sum, count = 0.0, 0
         for micro in range(accum_steps):
-            x, y, _ = next(batches)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            batch = next(batches)
             # Only the last micro-batch all-reduces gradients under DDP.
             sync = micro == accum_steps - 1 or not hasattr(model, "no_sync")
             with (contextlib.nullcontext() if sync else model.no_sync()), autocast(device, amp_dtype):
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+                loss, n = loss_fn(model, batch, device)
             scaler.scale(loss / accum_steps).backward()
-            loss_sum += loss.item() * len(y)
-            count += len(y)
+            loss_sum += loss.item() * n
+            count += n
         # Before the step, so one bad batch never reaches the weights; under DDP every rank must agree, since
         # the gradients (already all-reduced) are poisoned on all of them.
         if all_reduce_sum([float(not math.isfinite(loss_sum))], info)[0]:

@@ -25,7 +25,7 @@ from hw3io import UserError, atomic_write_text, default_workers, ensure_writable
 from . import distributed as D
 from .config import TrainConfig
 from .data import ImageFolderDataset, build_transforms
-from .engine import evaluate, train_one_epoch
+from .engine import classification_loss, evaluate, train_one_epoch
 from .model import build_model, library_versions, load_checkpoint, resolve_model_data_config, save_checkpoint
 from .state import apply_state, capture_rng, load_state, save_state
 
@@ -67,12 +67,13 @@ def resolve_dirs(cfg: TrainConfig) -> tuple[Path, Path]:
     return train_dir, val_dir
 
 
-def write_log(path, history: list[dict]) -> None:
+def write_log(path, history: list[dict], fields=LOG_FIELDS) -> None:
+    """The epoch rows as CSV, rewritten whole (atomically) after every epoch."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=LOG_FIELDS, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     for row in history:
-        w.writerow({k: row[k] for k in LOG_FIELDS})
+        w.writerow({k: row[k] for k in fields})
     atomic_write_text(path, buf.getvalue())
 
 
@@ -112,7 +113,7 @@ def fit(cfg: TrainConfig) -> dict:
         D.cleanup()
 
 
-def _loader(dataset, **kwargs) -> DataLoader:
+def make_loader(dataset, **kwargs) -> DataLoader:
     # A private generator: creating a loader iterator must not consume the global RNG (dropout's stream), or a
     # run resumed mid-epoch would draw different dropout masks. Augmentation is seeded per sample anyway.
     return DataLoader(dataset, generator=torch.Generator().manual_seed(0), **kwargs)
@@ -141,7 +142,7 @@ def _fit(cfg: TrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:
     if steps_per_epoch == 0:
         raise UserError(f"{len(train_ds)} training images are fewer than one optimizer step "
                         f"({cfg.batch_size} x {cfg.accum_steps} x {info.world_size} devices)")
-    val_loader = _loader(Subset(val_ds, D.shard_indices(len(val_ds), info)), batch_size=cfg.batch_size * 2,
+    val_loader = make_loader(Subset(val_ds, D.shard_indices(len(val_ds), info)), batch_size=cfg.batch_size * 2,
                          num_workers=cfg.workers, pin_memory=info.device.type == "cuda")
 
     optimizer = build_optimizer(cfg, model, info.device)
@@ -214,11 +215,12 @@ def _fit(cfg: TrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:
         sampler.set_epoch(epoch)
         train_ds.set_epoch(epoch)
         sampler.set_start(progress["step"] * micro_per_step)
-        loader = _loader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+        loader = make_loader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
                          drop_last=True, pin_memory=info.device.type == "cuda")
         train_one_epoch(train_model, loader, optimizer, scheduler, scaler, info=info, epoch=epoch,
                         step_in_epoch=progress["step"], steps_per_epoch=steps_per_epoch,
-                        accum_steps=cfg.accum_steps, label_smoothing=cfg.label_smoothing, clip_grad=cfg.clip_grad,
+                        accum_steps=cfg.accum_steps, loss_fn=classification_loss(cfg.label_smoothing),
+                        clip_grad=cfg.clip_grad,
                         amp_dtype=amp_dtype, on_step=on_step, should_stop=lambda: stopping["now"])
         if stopping["now"]:
             signum = stop.signum or signal.SIGTERM
@@ -267,7 +269,7 @@ def _final_plots(out: Path, history, val_ds, cfg, info) -> None:
     if history:
         plot_curves(history, out / "curves.png")
     best, _ = load_checkpoint(out / "best.safetensors", device=info.device)
-    loader = _loader(val_ds, batch_size=cfg.batch_size * 2, num_workers=cfg.workers)
+    loader = make_loader(val_ds, batch_size=cfg.batch_size * 2, num_workers=cfg.workers)
     val = evaluate(best, loader, info=D.DistInfo(device=info.device))
     targets = torch.tensor(val_ds.targets)[val["indices"]]
     plot_confusion(targets.numpy(), val["preds"].numpy(), cfg.num_classes, out / "confusion.png",
