@@ -10,6 +10,7 @@ import torchvision
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from hw3io import UserError
 from .position_encoding import build_position_encoding
 
 
@@ -31,6 +32,43 @@ class Backbone(nn.Module):
         return x, mask
 
 
+def load_imagenet_weights(backbone: Backbone, name: str) -> None:
+    """Official CATR trains from torchvision's ImageNet ResNet (``pretrained=True``: IMAGENET1K_V1), fetched the
+    standard way into the torch hub cache (``$TORCH_HOME``); offline, a file already there is used."""
+    weights = torchvision.models.get_model_weights(name)["IMAGENET1K_V1"]
+    try:
+        state = weights.get_state_dict(progress=True, weights_only=True)
+    except Exception as e:
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}" if str(e) else type(e).__name__
+        raise UserError(f"could not get the ImageNet weights of {name} ({reason}); offline, place "
+                        f"{weights.url.rsplit('/', 1)[1]} in {torch.hub.get_dir()}/checkpoints, or start from CATR "
+                        "weights with --init") from None
+    backbone.body.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")}, strict=True)
+
+
+class ConvNet(nn.Module):
+    """A small from-scratch CNN for CPU-sized caption models (the ``tiny`` preset): stages of two 3x3 convs with
+    trainable batch norm, each halving the resolution except the last, which is dilated instead (as CATR's
+    ResNet): the feature map is ceil(H / 2**(n-1)) x ceil(W / 2**(n-1)) and its receptive field still spans a
+    whole object."""
+
+    def __init__(self, widths=(16, 32, 64, 64), dilate_last=True):
+        super().__init__()
+        layers, c_in = OrderedDict(), 3
+        for i, c in enumerate(widths):
+            last = dilate_last and i == len(widths) - 1
+            stride, dil = (1, 2) if last else (2, 1)
+            layers[f"stage{i}"] = nn.Sequential(
+                nn.Conv2d(c_in, c, 3, stride=stride, padding=dil, dilation=dil, bias=False), nn.BatchNorm2d(c),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(c, c, 3, padding=dil, dilation=dil, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+            c_in = c
+        self.body = nn.Sequential(layers)
+        self.num_channels = c_in
+
+    forward = Backbone.forward
+
+
 class Joiner(nn.Sequential):
     """backbone + position encoding, returned together (DETR's Joiner); index 0 keeps the official key prefix."""
 
@@ -44,4 +82,5 @@ class Joiner(nn.Sequential):
 
 
 def build_backbone(config) -> Joiner:
-    return Joiner(Backbone(config.backbone, config.dilation), build_position_encoding(config))
+    body = ConvNet() if config.backbone == "convnet" else Backbone(config.backbone, config.dilation)
+    return Joiner(body, build_position_encoding(config))

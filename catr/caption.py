@@ -1,6 +1,5 @@
 """The caption model (backbone -> 1x1 projection -> transformer -> 3-layer MLP over the vocabulary), its
 builder, and ``create_model`` (builder + weights from ``hub``)."""
-import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -52,7 +51,21 @@ class Caption(nn.Module):
 
 
 def build_model(config: CATRConfig) -> Caption:
-    return Caption(build_backbone(config), build_transformer(config), config.hidden_dim, config.vocab_size)
+    model = Caption(build_backbone(config), build_transformer(config), config.hidden_dim, config.vocab_size)
+    model.config = config  # preprocessing (max_dim) and checkpoints read it
+    return model
+
+
+def checkpoint_config(ckpt: dict) -> CATRConfig:
+    """The architecture a checkpoint was trained with: its ``catr_config`` (ours), else the official one."""
+    saved = ckpt.get("catr_config")
+    if not isinstance(saved, dict):
+        return CATRConfig()
+    unknown = sorted(set(saved) - set(CATRConfig.__dataclass_fields__))
+    if unknown:
+        raise UserError(f"the checkpoint's catr_config has fields this code does not know ({', '.join(unknown)}); "
+                        "it was written by a newer version of this repository")
+    return CATRConfig(**saved)
 
 
 def create_model(version: str = "v3", checkpoint=None, config: CATRConfig | None = None, url: str | None = None
@@ -62,9 +75,7 @@ def create_model(version: str = "v3", checkpoint=None, config: CATRConfig | None
     The architecture is the official one unless ``config`` is given or the file carries a ``catr_config`` dict
     (our own checkpoints do; the official ones don't need to)."""
     ckpt = load_weights(checkpoint, version, url)
-    if config is None:
-        config = CATRConfig(**ckpt["catr_config"]) if isinstance(ckpt.get("catr_config"), dict) else CATRConfig()
-    model = build_model(config)
+    model = build_model(config or checkpoint_config(ckpt))
     try:
         model.load_state_dict(ckpt["model"], strict=True)
     except RuntimeError as e:

@@ -37,6 +37,26 @@ def greedy_decode(model, images, mask, start_id, end_id, max_len=128, stop_at_en
 
 
 @torch.no_grad()
+def greedy_decode_batch(model, images, mask, start_id, end_id, max_len=128) -> list[tuple[list[int], bool]]:
+    """``greedy_decode`` for a batch of B images at once: (ids, ended) per image. Tokens are those of one image
+    at a time as long as the images share one size (no padding: padded pixels would reach valid features through
+    the convolutions); callers group by size."""
+    memory, fmask, pos, _ = model.encode_image(images, mask)
+    B = images.shape[0]
+    ids = torch.full((B, 1), start_id, device=images.device)
+    ended = torch.zeros(B, dtype=torch.bool, device=images.device)
+    lengths = torch.full((B,), max_len - 1, device=images.device)
+    while ids.shape[1] < max_len and not ended.all():
+        logits, _ = model.decode(ids, None, memory, fmask, pos, last_only=True)
+        nxt = logits[:, -1].argmax(-1)
+        newly = ~ended & (nxt == end_id)
+        lengths[newly] = ids.shape[1] - 1
+        ended |= newly
+        ids = torch.cat([ids, nxt[:, None]], dim=1)
+    return [(ids[b, 1:1 + int(lengths[b])].tolist(), bool(ended[b])) for b in range(B)]
+
+
+@torch.no_grad()
 def cross_attention(model, encoded, start_id, ids, ended, layer=-1, heads=False):
     """Cross-attention of every query that produced a token: position k-1 for token k, and position n for the
     final [SEP] when it was generated. Returns (T, H', W') or (T, heads, H', W') with T = len(ids) + ended."""

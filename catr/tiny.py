@@ -1,4 +1,4 @@
-"""A tiny CATR of the same architecture family, a generated vocabulary and images: for tests and the offline demo.
+"""A tiny random-weight CATR of the same architecture family, a generated vocabulary and images: for tests.
 
 ``python3 -m catr.tiny OUT`` writes OUT/tiny_catr.pth (random weights + its config), OUT/vocab.txt and
 OUT/images/ (five pictures named like the course's test images).

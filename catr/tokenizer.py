@@ -13,6 +13,7 @@ class CaptionTokenizer:
         missing = [t for t in ("[CLS]", "[SEP]", "[PAD]", "[UNK]") if t not in words]
         if missing:
             raise UserError(f"vocabulary {vocab_file} lacks {', '.join(missing)}")
+        self.vocab_file = Path(vocab_file)
         self.tok = BertWordPieceTokenizer(str(vocab_file), lowercase=True)
         ids = {t: self.tok.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]")}
         self.start_id, self.end_id, self.pad_id = ids["[CLS]"], ids["[SEP]"], ids["[PAD]"]

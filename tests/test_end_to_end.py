@@ -7,7 +7,7 @@ import pytest
 from helpers import assert_one_line_error, run
 
 SCRIPTS = ["p1_train.py", "p1_inference.py", "p1_visualize_pos.py", "p1_visualize_attn.py", "p2_caption_attn.py",
-           "p1_publish.py", "p1_fetch.py", "hw3_report.py"]
+           "p1_publish.py", "p1_fetch.py", "hw3_report.py", "p2_train.py"]
 HEAVY = ("torch", "torchvision", "timm", "matplotlib", "PIL", "numpy", "pandas", "tokenizers", "huggingface_hub")
 
 
