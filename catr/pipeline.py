@@ -20,14 +20,15 @@ def tile_labels(tokenizer, ids, ended) -> list[str]:
 
 def caption_one(model, tokenizer, img, device, layer=-1, heads=False, max_len=None):
     """Caption a PIL image. Returns (resized image, Decoded, caption text)."""
-    small, x, mask = preprocess(img)
+    small, x, mask = preprocess(img, model.config.max_dim)
     max_len = max_len or model.transformer.embeddings.position_embeddings.num_embeddings
     out = caption_image(model, x.to(device), mask.to(device), tokenizer.start_id, tokenizer.end_id, max_len,
                         layer=layer, heads=heads)
     return small, out, tokenizer.decode(out.ids)
 
 
-def write_outputs(output_dir: Path, stem: str, small, out, text: str, labels: list[str], source=None) -> Path:
+def write_outputs(output_dir: Path, stem: str, small, out, text: str, labels: list[str], source=None, layer=-1
+                  ) -> Path:
     maps = out.maps
     size = (small.height, small.width)
     heat = upsample(maps.mean(1) if maps.dim() == 4 else maps, size).numpy()
@@ -37,7 +38,7 @@ def write_outputs(output_dir: Path, stem: str, small, out, text: str, labels: li
     atomic_write_text(output_dir / f"{stem}.txt", text + "\n")
     # What the report needs to redraw and read the tiles: one label per map, in order, and the source image.
     meta = {"caption": text, "tokens": labels, "grid": list(out.grid), "size": [small.width, small.height],
-            "image": str(Path(source).resolve()) if source else None}
+            "layer": layer, "image": str(Path(source).resolve()) if source else None}
     atomic_write_text(output_dir / f"{stem}.json", json.dumps(meta, indent=1) + "\n")
     return png
 
@@ -66,6 +67,6 @@ def caption_folder(images, output_dir, *, checkpoint=None, version="v3", url=Non
     for path in bar:
         small, out, text = caption_one(model, tokenizer, load_rgb(path), device, layer, heads)
         labels = tile_labels(tokenizer, out.ids, out.ended)
-        written.append(write_outputs(output_dir, path.stem, small, out, text, labels, source=path))
+        written.append(write_outputs(output_dir, path.stem, small, out, text, labels, source=path, layer=layer))
         report(bar, f"{path.name}: {text}")
     return written
