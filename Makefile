@@ -21,19 +21,21 @@ test: $(STAMP)
 
 # The graders' run on a scratch clone (needs the demo's outputs: runs `make demo` first when they are missing).
 grade: $(STAMP)
-	@[ -f demo_out/p1/best.safetensors ] && [ -f demo_out/p2/tiny_catr.pth ] || bash scripts/demo.sh
+	@[ -f demo_out/p1/best.safetensors ] && [ -f demo_out/p2/checkpoint.pth ] || bash scripts/demo.sh
 	python3 scripts/grade.py
 
 # The report's evidence from the demo's outputs (offline): demo_out/report/report.{md,html,pdf}.
 report: $(STAMP)
-	@[ -f demo_out/p1/best.safetensors ] && [ -f demo_out/p2/attn/bike.json ] || bash scripts/demo.sh
+	@[ -f demo_out/p1/best.safetensors ] && [ -f demo_out/p2/attn/scene_002001.json ] || bash scripts/demo.sh
 	python3 hw3_report.py --p1-run demo_out/p1 --val-dir demo_out/data/val --p2-dir demo_out/p2/attn \
+	  --p2-captions demo_out/world/val/captions.json \
 	  --attn-images $$(ls demo_out/data/val/*.jpg | awk 'NR % 100 == 1' | head -n 3) --output demo_out/report
 
 bench: $(STAMP)
 	python3 bench/bench_p1_inference.py
 	python3 bench/bench_catr_decode.py
 	python3 bench/bench_p1_int8.py
+	python3 bench/bench_catr_train.py
 
 clean:
 	rm -rf $(VENV) demo_out

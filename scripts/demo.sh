@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole pipeline offline on generated data (run by `make demo`, which puts .venv/bin first on PATH).
 # Problem 1: generate pet-style folders -> train a tiny ViT from scratch on the CPU -> hw3_1.sh -> plots.
-# Problem 2: a tiny random-weight CATR + generated vocabulary -> hw3_2.sh (the maps show the machinery, not
-# meaning: real captions need the official weights, see README).
+# Problem 2: generate the caption world -> train a tiny CATR from scratch on the CPU -> hw3_2.sh on held-out
+# scenes -> caption accuracy and the pointing game.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=demo_out
@@ -24,13 +24,23 @@ python3 p1_visualize_attn.py --checkpoint "$out/p1/best.safetensors" --images $i
 echo "== Problem 1: pointing game on val (does CLS attention peak on the object?)"
 python3 -m vitpet.pointing --checkpoint "$out/p1/best.safetensors" --images "$out/data/val"
 
-echo "== Problem 2: tiny CATR, captions with per-token cross-attention"
-python3 -m catr.tiny "$out/p2"
-CATR_CHECKPOINT="$out/p2/tiny_catr.pth" CATR_VOCAB="$out/p2/vocab.txt" bash hw3_2.sh "$out/p2/images" "$out/p2/attn"
+echo "== Problem 2: caption world (scenes of coloured shapes, COCO captions, object boxes)"
+python3 -m catr.captionworld "$out/world" --train 2000 --val 100
+echo "== Problem 2: train the tiny CATR from scratch (CPU, about 4 minutes)"
+python3 p2_train.py --preset tiny --train-annotations "$out/world/train/captions.json" \
+  --train-images "$out/world/train/images" --val-annotations "$out/world/val/captions.json" \
+  --val-images "$out/world/val/images" --vocab "$out/world/vocab.txt" --output-dir "$out/p2"
+echo "== Problem 2: hw3_2.sh on the held-out scenes"
+CATR_CHECKPOINT="$out/p2/checkpoint.pth" CATR_VOCAB="$out/p2/vocab.txt" bash hw3_2.sh "$out/world/val/images" \
+  "$out/p2/attn"
+echo "== Problem 2: captions and pointing game (does a word's cross-attention peak on the object it names?)"
+python3 -m catr.pointing "$out/p2/attn" --objects "$out/world/val/objects.json" \
+  --captions "$out/world/val/captions.json" --checkpoint "$out/p2/checkpoint.pth" --vocab "$out/p2/vocab.txt"
 
 echo
 echo "Done (chance accuracy is 1/37 = 0.027). Outputs:"
 echo "  $out/p1/log.csv, curves.png, confusion.png   training log and plots"
 echo "  $out/p1/pred.csv                             hw3_1.sh predictions"
 echo "  $out/p1/pos.png, attn/*.png                 position-embedding similarity, CLS attention"
-echo "  $out/p2/attn/*.png                           per-token cross-attention tiles"
+echo "  $out/p2/log.csv, checkpoint.pth              tiny CATR training log and weights"
+echo "  $out/p2/attn/*.png                           per-token cross-attention tiles of held-out scenes"

@@ -45,7 +45,8 @@ def main(argv=None) -> int:
     a = get_args_parser().parse_args(argv)
     demo = Path(a.demo_dir).resolve()
     p1_ckpt, p1_val = demo / "p1" / "best.safetensors", demo / "data" / "val"
-    p2_ckpt, p2_vocab, p2_images = demo / "p2" / "tiny_catr.pth", demo / "p2" / "vocab.txt", demo / "p2" / "images"
+    p2_ckpt, p2_vocab = demo / "p2" / "checkpoint.pth", demo / "p2" / "vocab.txt"
+    p2_images = demo / "world" / "val" / "images"
     missing = [str(p) for p in (p1_ckpt, p1_val, p2_ckpt, p2_vocab, p2_images) if not p.exists()]
     if missing:
         print(f"error: run `make demo` first; missing {', '.join(missing)}", file=sys.stderr)
@@ -123,7 +124,7 @@ def main(argv=None) -> int:
         else:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    print(f"\n| script | images | seconds | course limit | passed |\n| --- | ---: | ---: | ---: | --- |")
+    print("\n| script | images | seconds | course limit | passed |\n| --- | ---: | ---: | ---: | --- |")
     for name, n, secs, ok in rows:
         print(f"| {name} | {n} | {secs:.1f} | {LIMIT_S} s | {'yes' if ok and secs < LIMIT_S else 'NO'} |")
     for f in failures:

@@ -6,7 +6,6 @@ import tempfile
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from helpers import run
