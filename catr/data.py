@@ -15,7 +15,7 @@ from PIL import Image
 from torchvision.transforms import v2 as T
 
 from hw3io import UserError, load_rgb
-from vitpet.data import sample_seed
+from vitpet.data import sample_rng
 from .preprocess import resize
 
 
@@ -23,7 +23,6 @@ from .preprocess import resize
 class CaptionSet:
     image_dir: Path
     files: list[str]              # file name per image index
-    sizes: list[tuple[int, int]]  # (W, H) per image index, as the annotation file gives them
     samples: list[tuple[int, list[int], str]]  # (image index, token ids, caption) per caption
     cut: int                      # captions cut to max_length
 
@@ -36,7 +35,6 @@ def load_coco_captions(annotations, image_dir, tokenizer, max_length: int) -> Ca
         images, anns = coco["images"], coco["annotations"]
         index = {int(im["id"]): k for k, im in enumerate(images)}
         files = [str(im["file_name"]) for im in images]
-        sizes = [(int(im.get("width", 0)), int(im.get("height", 0))) for im in images]
     except FileNotFoundError:
         raise UserError(f"caption file not found: {annotations}") from None
     except (ValueError, KeyError, TypeError) as e:
@@ -62,7 +60,7 @@ def load_coco_captions(annotations, image_dir, tokenizer, max_length: int) -> Ca
     if cut:
         print(f"warning: {cut} of {len(samples)} caption(s) in {annotations} are longer than --max-length "
               f"{max_length} tokens and were cut")
-    return CaptionSet(image_dir, files, sizes, samples, cut)
+    return CaptionSet(image_dir, files, samples, cut)
 
 
 def train_transform(max_dim: int, augment: str):
@@ -99,13 +97,8 @@ class CaptionDataset(torch.utils.data.Dataset):
     def __getitem__(self, i):
         k, ids, _ = self.data.samples[i]
         img = load_rgb(self.data.image_dir / self.data.files[k])
-        state = random.getstate()
-        with torch.random.fork_rng(devices=[]):  # as vitpet.data: the loop's own RNG stream stays untouched
-            s = sample_seed(self.seed, self.epoch, i)
-            random.seed(s)
-            torch.default_generator.manual_seed(s)
+        with sample_rng(self.seed, self.epoch, i):
             img = self.transform(img)
-        random.setstate(state)
         x = T.functional.normalize(T.functional.to_dtype(T.functional.to_image(img), torch.float32, scale=True),
                                    [0.5] * 3, [0.5] * 3)
         return x, torch.tensor(ids)

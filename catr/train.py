@@ -7,6 +7,7 @@ The machinery is Problem 1's: its step loop (``vitpet.engine``), resumable state
 ``hw3_2.sh`` reads as it is (weights + ``catr_config``), and a copy of the vocabulary beside it.
 """
 import dataclasses
+import functools
 import json
 import signal
 import time
@@ -22,7 +23,7 @@ from vitpet import distributed as D
 from vitpet.engine import train_one_epoch
 from vitpet.model import library_versions
 from vitpet.state import apply_state, capture_rng, load_state, save_state
-from vitpet.train import StopFlag, make_loader, seed_everything, write_log
+from vitpet.train import StopFlag, make_loader, resume_path, seed_everything, write_log
 from .backbone import Backbone, load_imagenet_weights
 from .caption import build_model, checkpoint_config
 from .config import ARCHITECTURES, CaptionTrainConfig, CATRConfig
@@ -163,7 +164,7 @@ def _fit(cfg: CaptionTrainConfig, stop: StopFlag) -> dict:
     steps_per_epoch = len(train_ds) // cfg.batch_size
     if steps_per_epoch == 0:
         raise UserError(f"{len(train_ds)} training captions are fewer than one batch of {cfg.batch_size}")
-    collate_fn = _Collate(tokenizer.pad_id)
+    collate_fn = functools.partial(collate, pad_id=tokenizer.pad_id)  # picklable, for worker processes
     val_loader = make_loader(val_ds, batch_size=cfg.batch_size, num_workers=cfg.workers, collate_fn=collate_fn)
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
@@ -171,10 +172,7 @@ def _fit(cfg: CaptionTrainConfig, stop: StopFlag) -> dict:
     loss_fn = caption_loss(tokenizer.pad_id)
 
     state = {"epoch": 0, "step": 0, "history": [], "loss_sum": 0.0, "count": 0, "train_seconds": 0.0}
-    resume = cfg.resume
-    if resume == "auto":
-        resume = out / "last.safetensors"
-        resume = resume if resume.is_file() else None
+    resume = resume_path(cfg.resume, out)
     if resume is not None:
         state = apply_state(load_state(resume), model=model, optimizer=optimizer, scaler=scaler, rank=0)
         print(f"resumed from {resume} at epoch {state['epoch']} step {state['step']}")
@@ -209,7 +207,7 @@ def _fit(cfg: CaptionTrainConfig, stop: StopFlag) -> dict:
         train_ds.set_epoch(epoch)
         sampler.set_start(state["step"] * cfg.batch_size)
         loader = make_loader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                         drop_last=True, collate_fn=collate_fn)
+                             drop_last=True, collate_fn=collate_fn)
         train_one_epoch(model, loader, optimizer, scheduler, scaler, info=info, epoch=epoch,
                         step_in_epoch=state["step"], steps_per_epoch=steps_per_epoch, accum_steps=1, loss_fn=loss_fn,
                         clip_grad=cfg.clip_grad or None, amp_dtype=None, on_step=on_step, should_stop=stop)
@@ -231,18 +229,10 @@ def _fit(cfg: CaptionTrainConfig, stop: StopFlag) -> dict:
         save_last()
 
     atomic_write_text(out / "run.json", json.dumps({
-        "train_seconds": state["train_seconds"], "device": D.device_name(info), "final": state["history"][-1],
+        "train_seconds": state["train_seconds"], "device": D.device_name(info),
+        "final": state["history"][-1] if state["history"] else None,
         "config": cfg.to_dict(), "catr_config": config.to_dict(), "versions": library_versions()}, indent=2) + "\n")
     print(f"checkpoint {out / 'checkpoint.pth'} ({state['train_seconds']:.0f}s of training); caption with "
           f"CATR_CHECKPOINT={out / 'checkpoint.pth'} CATR_VOCAB={out / 'vocab.txt'} bash hw3_2.sh DIR OUT")
     return {"history": state["history"], "train_seconds": state["train_seconds"], "output_dir": str(out)}
 
-
-class _Collate:
-    """Picklable for worker processes."""
-
-    def __init__(self, pad_id):
-        self.pad_id = pad_id
-
-    def __call__(self, batch):
-        return collate(batch, self.pad_id)

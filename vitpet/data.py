@@ -1,4 +1,5 @@
 """Pet image folders: file name -> label, datasets, and transforms from the model's timm data config."""
+import contextlib
 import hashlib
 import random
 from pathlib import Path
@@ -30,6 +31,22 @@ def has_labels(paths) -> bool:
     except UserError:
         return False
     return True
+
+
+@contextlib.contextmanager
+def sample_rng(seed: int, epoch: int, index: int):
+    """Random transforms draw from Python's and torch's global CPU RNGs: seed them per sample, inside a fork so the
+    training loop's own RNG stream (dropout) is untouched. Only the CPU generator: torch.manual_seed would also
+    reseed every CUDA device, changing the GPU's dropout stream when workers=0."""
+    state = random.getstate()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            s = sample_seed(seed, epoch, index)
+            random.seed(s)
+            torch.default_generator.manual_seed(s)
+            yield
+    finally:
+        random.setstate(state)
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -68,16 +85,8 @@ class ImageFolderDataset(Dataset):
             if self.skip_unreadable:
                 return None, self.targets[index], index
             raise
-        # Random transforms draw from Python's and torch's global CPU RNGs: seed them per sample, inside a fork so
-        # the training loop's own RNG stream (dropout) is untouched. Only the CPU generator: torch.manual_seed would
-        # also reseed every CUDA device, changing the GPU's dropout stream when workers=0.
-        state = random.getstate()
-        with torch.random.fork_rng(devices=[]):
-            s = sample_seed(self.seed, self.epoch, index)
-            random.seed(s)
-            torch.default_generator.manual_seed(s)
+        with sample_rng(self.seed, self.epoch, index):
             x = self.transform(img)
-        random.setstate(state)
         return x, self.targets[index], index
 
 

@@ -77,6 +77,14 @@ def write_log(path, history: list[dict], fields=LOG_FIELDS) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def resume_path(resume, out: Path):
+    """``--resume``: a state file, or "auto" for OUTPUT_DIR/last.safetensors when it exists (else a fresh start)."""
+    if resume == "auto":
+        last = out / "last.safetensors"
+        return last if last.is_file() else None
+    return resume
+
+
 class StopFlag:
     """SIGTERM/SIGINT (pre-emption, Ctrl-C) set a flag; the loop saves a state after the current step and exits.
     A context manager, so the previous handlers come back afterwards."""
@@ -154,10 +162,7 @@ def _fit(cfg: TrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:
 
     progress = {"epoch": 0, "step": 0, "best_acc": -1.0, "history": [], "loss_sum": 0.0, "count": 0,
                 "train_seconds": 0.0}
-    resume = cfg.resume
-    if resume == "auto":
-        resume = out / "last.safetensors"
-        resume = resume if resume.is_file() else None
+    resume = resume_path(cfg.resume, out)
     if resume is not None:
         progress = apply_state(load_state(resume), model=model, optimizer=optimizer, scaler=scaler, rank=info.rank)
         if info.is_main:
