@@ -25,7 +25,7 @@ echo "== Problem 1: pointing game on val (does CLS attention peak on the object?
 python3 -m vitpet.pointing --checkpoint "$out/p1/best.safetensors" --images "$out/data/val"
 
 echo "== Problem 2: caption world (scenes of coloured shapes, COCO captions, object boxes)"
-python3 -m catr.captionworld "$out/world" --train 2000 --val 100
+python3 -m catr.captionworld "$out/world" --train 2000 --val 50
 echo "== Problem 2: train the tiny CATR from scratch (CPU, about 4 minutes)"
 python3 p2_train.py --preset tiny --train-annotations "$out/world/train/captions.json" \
   --train-images "$out/world/train/images" --val-annotations "$out/world/val/captions.json" \
