@@ -19,12 +19,19 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'hw3io' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-    globals()[name] = value
-    return value
+def lazy_getattr(package: str, where: dict, namespace: dict):
+    """A PEP 562 module ``__getattr__`` importing ``name`` from ``package.<where[name]>`` on first use (and caching it
+    in ``namespace``); shared by the packages whose ``__init__`` must stay free of heavy imports."""
+    def __getattr__(name):
+        if name not in where:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f".{where[name]}", package), name)
+        namespace[name] = value
+        return value
+    return __getattr__
+
+
+__getattr__ = lazy_getattr(__name__, _WHERE, globals())
 
 
 def __dir__():
