@@ -47,10 +47,10 @@ def load_imagenet_weights(backbone: Backbone, name: str) -> None:
 
 
 class ConvNet(nn.Module):
-    """A small from-scratch CNN for CPU-sized caption models (the ``tiny`` preset): stages of two 3x3 convs with
-    trainable batch norm, each halving the resolution except the last, which is dilated instead (as CATR's
-    ResNet): the feature map is ceil(H / 2**(n-1)) x ceil(W / 2**(n-1)) and its receptive field still spans a
-    whole object."""
+    """A small CNN for CPU-sized caption models (the ``tiny`` preset; ``catr.pretrain`` trains it first): stages
+    of two 3x3 convs with trainable batch norm, each halving the resolution except the last, which is dilated
+    instead (as CATR's ResNet): the feature map is ceil(H / 2**(n-1)) x ceil(W / 2**(n-1)) and its receptive
+    field still spans a whole object."""
 
     def __init__(self, widths=(16, 32, 64, 64), dilate_last=True):
         super().__init__()

@@ -24,9 +24,10 @@ class CATRConfig:
 
 
 # Architecture per preset. "catr" is the official one (the released checkpoints'); "tiny" trains the caption
-# world on two CPU cores in minutes: a small from-scratch CNN at 128 px (stride 8, last stage dilated, so a cell
-# sees a whole object) under a 2-layer decoder and no encoder layer (one measured no better in 4 epochs and cost
-# a third more time); no dropout (attention dropout doubled the step time on the CPU).
+# world on two CPU cores in minutes: a small CNN at 128 px (stride 8, last stage dilated, so a cell sees a whole
+# object; pretrained by catr.pretrain, as the official ResNet is on ImageNet) under a 2-layer decoder and no
+# encoder layer (one measured no better in 4 epochs and cost a third more time); no dropout (attention dropout
+# doubled the step time on the CPU).
 ARCHITECTURES = {
     "catr": {},
     "tiny": dict(backbone="convnet", hidden_dim=64, nheads=4, enc_layers=0, dec_layers=2, dim_feedforward=256,
@@ -71,6 +72,10 @@ class CaptionTrainConfig:
                      choices=tuple(RECIPES))
     init: str | None = _f(None, "start from these weights: v1, v2, v3 (official release, downloaded once) or a "
                                 "checkpoint file (official or ours; its architecture is used)", "model")
+    backbone_weights: str | None = _f(None, "start the backbone from this file: for tiny, a ConvNet written by "
+                                            "python3 -m catr.pretrain (without it the ConvNet starts at random and "
+                                            "learns colours but hardly shapes); for catr, torchvision's ImageNet "
+                                            "weights are used", "model")
     epochs: int | None = _f(None, f"training epochs ({_preset('epochs')})", "optim")
     batch_size: int | None = _f(None, f"batch size ({_preset('batch_size')})", "optim")
     lr: float | None = _f(None, f"learning rate of the transformer and head ({_preset('lr')})", "optim")

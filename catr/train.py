@@ -31,6 +31,7 @@ from .data import CaptionDataset, collate, load_coco_captions
 from .decode import greedy_decode_batch
 from .hub import CHECKPOINT_URLS, load_weights
 from .metrics import exact_match, word_accuracy
+from .pretrain import load_convnet
 from .preprocess import preprocess
 from .tokenizer import load_tokenizer
 
@@ -55,9 +56,20 @@ def initial_model(cfg: CaptionTrainConfig, vocab_size: int, pad_id: int):
     if cfg.init is None:
         config = CATRConfig(**{**ARCHITECTURES[cfg.preset], "vocab_size": vocab_size, "pad_token_id": pad_id})
         model = build_model(config)
-        if isinstance(model.backbone[0], Backbone):  # a ResNet starts from ImageNet, as official CATR's does
-            load_imagenet_weights(model.backbone[0], config.backbone)
+        backbone = model.backbone[0]
+        if isinstance(backbone, Backbone):  # a ResNet starts from ImageNet, as official CATR's does
+            if cfg.backbone_weights:
+                raise UserError("--backbone-weights is for the tiny preset's ConvNet; a ResNet starts from "
+                                "torchvision's ImageNet weights")
+            load_imagenet_weights(backbone, config.backbone)
+        elif cfg.backbone_weights:
+            load_convnet(backbone, cfg.backbone_weights)
+        else:
+            print("warning: the ConvNet starts from random weights and will learn colours but hardly shapes; "
+                  "pretrain it with python3 -m catr.pretrain and pass --backbone-weights")
         return model, config
+    if cfg.backbone_weights:
+        raise UserError("--init and --backbone-weights both set the backbone: give one")
     ckpt = load_weights(None if cfg.init in CHECKPOINT_URLS else cfg.init, version=cfg.init)
     config = checkpoint_config(ckpt)
     if config.vocab_size != vocab_size:

@@ -11,11 +11,16 @@ SCRIPTS = ["p1_train.py", "p1_inference.py", "p1_visualize_pos.py", "p1_visualiz
 HEAVY = ("torch", "torchvision", "timm", "matplotlib", "PIL", "numpy", "pandas", "tokenizers", "huggingface_hub")
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
+MODULES = ["catr.pretrain"]  # run as python3 -m ...
+
+
+@pytest.mark.parametrize("script", SCRIPTS + MODULES)
 def test_help_answers_without_heavy_imports(script):
     """--help must answer at once (well under a second), so it may not import the heavy packages."""
+    start = (f"runpy.run_module({script!r}, run_name='__main__', alter_sys=True)" if script in MODULES else
+             f"runpy.run_path({script!r}, run_name='__main__')")
     code = (f"import runpy, sys; sys.argv = [{script!r}, '--help']; sys.path.insert(0, '.')\n"
-            f"try: runpy.run_path({script!r}, run_name='__main__')\nexcept SystemExit: pass\n"
+            f"try: {start}\nexcept SystemExit: pass\n"
             f"print('LOADED', sorted(m for m in {HEAVY!r} if m in sys.modules))")
     proc = run(["python3", "-c", code])
     assert proc.returncode == 0 and "usage" in proc.stdout, proc.stderr
