@@ -116,27 +116,15 @@ def pretrain(images, regions, num_words: int, *, epochs=2, batch_size=8, lr=1e-3
 
 
 def save_convnet(path, net, meta: dict) -> None:
-    import safetensors.torch
-    from hw3io import atomic_path
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    with atomic_path(path) as tmp:
-        safetensors.torch.save_file(state, str(tmp), metadata={"format": FORMAT, "meta": json.dumps(meta)})
+    from hw3io import save_tensors
+    save_tensors(path, net.state_dict(), {"format": FORMAT, "meta": json.dumps(meta)})
 
 
 def load_convnet(backbone, path) -> None:
     """Load a ``save_convnet`` file into a ConvNet strictly, with one-line errors."""
-    import safetensors
-    from hw3io import UserError
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"backbone weights not found: {path}")
-    try:
-        with safetensors.safe_open(str(path), framework="pt") as f:
-            fmt = (f.metadata() or {}).get("format")
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # safetensors raises its own error types for truncated/garbage files
-        raise UserError(f"not a safetensors file: {path} ({type(e).__name__})") from None
-    if fmt != FORMAT:
+    from hw3io import UserError, read_tensors
+    state, meta = read_tensors(path, "backbone weights file")
+    if meta.get("format") != FORMAT:
         raise UserError(f"{path} is not a ConvNet written by python3 -m catr.pretrain")
     try:
         backbone.load_state_dict(state, strict=True)

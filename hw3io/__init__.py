@@ -13,6 +13,7 @@ _WHERE = {
     "pick_device": "device", "default_workers": "device",
     "upsample": "maps",
     "save_figure": "figures",
+    "save_tensors": "tensors", "read_tensors": "tensors",
     "progress": "progress", "report": "progress",
 }
 

@@ -77,7 +77,7 @@ def test_bad_backbone_files_are_one_error_line(pretrained, tmp_path):
     safetensors.torch.save_file({"w": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
     small = ConvNet(widths=(8, 8)).state_dict()
     safetensors.torch.save_file(small, str(tmp_path / "small.safetensors"), metadata={"format": FORMAT})
-    for name, fragment in [("missing.safetensors", "not found"), ("junk.safetensors", "not a safetensors"),
+    for name, fragment in [("missing.safetensors", "not found"), ("junk.safetensors", "not a valid"),
                            ("plain.safetensors", "catr.pretrain"), ("small.safetensors", "does not match")]:
         with pytest.raises(UserError, match=fragment):
             load_convnet(ConvNet(), tmp_path / name)

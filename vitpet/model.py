@@ -7,14 +7,12 @@ rebuilds the model from that alone; nothing is ever unpickled.
 import json
 from pathlib import Path
 
-import safetensors
-import safetensors.torch
 import timm
 import torch
 from timm.data import resolve_data_config
 from timm.models import register_model
 
-from hw3io import UserError, atomic_path
+from hw3io import UserError, read_tensors, save_tensors
 from .config import DEFAULT_MODEL, NUM_CLASSES
 from .quantize import is_quantized
 
@@ -80,23 +78,13 @@ def save_checkpoint(path, model, config: dict) -> None:
     """Write weights + ``config`` (model name, num_classes, img_size, data_config, metrics) atomically."""
     if is_quantized(model):
         raise UserError("refusing to save an int8-quantized model: checkpoints hold the fp32 weights")
-    state = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
-    meta = {"format": CHECKPOINT_FORMAT, "config": json.dumps(dict(config, versions=library_versions()))}
-    with atomic_path(path) as tmp:
-        safetensors.torch.save_file(state, str(tmp), metadata=meta)
+    save_tensors(path, _unwrap(model).state_dict(),
+                 {"format": CHECKPOINT_FORMAT, "config": json.dumps(dict(config, versions=library_versions()))})
 
 
 def read_checkpoint(path) -> tuple[dict, dict]:
     """(state_dict, config) of a checkpoint, with a one-line error for anything that is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    try:
-        with safetensors.safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # safetensors raises its own error types for truncated/garbage files
-        raise UserError(f"not a valid checkpoint: {path} ({type(e).__name__})") from None
+    state, meta = read_tensors(path, "checkpoint")
     if meta.get("format") != CHECKPOINT_FORMAT or "config" not in meta:
         raise UserError(f"not a vitpet checkpoint (no config metadata): {path}")
     return state, json.loads(meta["config"])

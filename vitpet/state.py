@@ -7,11 +7,9 @@ import json
 import random
 
 import numpy as np
-import safetensors
-import safetensors.torch
 import torch
 
-from hw3io import UserError, atomic_path
+from hw3io import UserError, read_tensors, save_tensors
 
 STATE_FORMAT = "vitpet-state/1"
 
@@ -42,15 +40,15 @@ def restore_rng(rng: dict) -> None:
 
 def save_state(path, *, model, optimizer, scaler, progress: dict, rngs: list[dict], config: dict) -> None:
     """Atomically write the full state; ``rngs`` holds one ``capture_rng()`` per rank."""
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     opt = optimizer.state_dict()
     for pid, st in opt["state"].items():
         for name, v in st.items():
             if torch.is_tensor(v):
-                tensors[f"optim.{pid}.{name}"] = v.detach().cpu().contiguous()
+                tensors[f"optim.{pid}.{name}"] = v
     for r, rng in enumerate(rngs):
         for k, v in rng["tensors"].items():
-            tensors[f"rng.{r}.{k}"] = v.contiguous()
+            tensors[f"rng.{r}.{k}"] = v
     meta = {
         "format": STATE_FORMAT,
         "progress": json.dumps(progress),
@@ -61,20 +59,12 @@ def save_state(path, *, model, optimizer, scaler, progress: dict, rngs: list[dic
         "scaler": json.dumps(scaler.state_dict() if scaler.is_enabled() else {}),
         "rng_meta": json.dumps([rng["meta"] for rng in rngs]),
     }
-    with atomic_path(path) as tmp:
-        safetensors.torch.save_file(tensors, str(tmp), metadata=meta)
+    save_tensors(path, tensors, meta)
 
 
 def load_state(path) -> dict:
     """Read a state file into plain dicts (see :func:`apply_state`)."""
-    try:
-        with safetensors.safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except FileNotFoundError:
-        raise UserError(f"resume state not found: {path}") from None
-    except Exception as e:
-        raise UserError(f"not a valid training state: {path} ({type(e).__name__})") from None
+    tensors, meta = read_tensors(path, "training state")
     if meta.get("format") != STATE_FORMAT:
         raise UserError(f"not a vitpet training state: {path}")
     return {"tensors": tensors, **{k: json.loads(v) for k, v in meta.items() if k != "format"}}

@@ -1,0 +1,26 @@
+"""Safetensors files, as every checkpoint and state file here is stored: written atomically, read with one-line
+errors. Callers check the ``format`` tag their own metadata carries."""
+from pathlib import Path
+
+from .atomic import atomic_path
+from .errors import UserError
+
+
+def save_tensors(path, tensors: dict, metadata: dict[str, str]) -> None:
+    import safetensors.torch
+    with atomic_path(path) as tmp:
+        safetensors.torch.save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
+                                    metadata=metadata)
+
+
+def read_tensors(path, what: str) -> tuple[dict, dict]:
+    """(tensors, metadata) of a safetensors file; ``what`` names it in the errors ("checkpoint")."""
+    import safetensors
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path}")
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types for truncated/garbage files
+        raise UserError(f"not a valid {what}: {path} ({type(e).__name__})") from None
