@@ -65,6 +65,7 @@ class ConvNet(nn.Module):
             c_in = c
         self.body = nn.Sequential(layers)
         self.num_channels = c_in
+        self.stride = 2 ** (len(widths) - dilate_last)  # pixels per feature cell
 
     forward = Backbone.forward
 

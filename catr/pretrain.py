@@ -86,7 +86,6 @@ def pretrain(images, regions, num_words: int, *, epochs=2, batch_size=8, lr=1e-3
     torch.manual_seed(seed)
     net = ConvNet().to(device)
     head = torch.nn.Linear(net.num_channels, num_words).to(device)
-    stride = 2 ** (len(net.body) - 1)  # every stage halves but the dilated last
     opt = torch.optim.AdamW([*net.parameters(), *head.parameters()], lr=lr)
     generator = torch.Generator().manual_seed(seed)
     history = []
@@ -97,7 +96,8 @@ def pretrain(images, regions, num_words: int, *, epochs=2, batch_size=8, lr=1e-3
         bar = progress(size_batches(images, batch_size, generator), desc=f"pretrain epoch {epoch}", leave=False)
         for idx in bar:
             features = net.body(torch.stack([images[i] for i in idx]).to(device))
-            feats = torch.cat([box_features(f, [b for b, _ in regions[i]], stride) for f, i in zip(features, idx)])
+            feats = torch.cat([box_features(f, [b for b, _ in regions[i]], net.stride)
+                               for f, i in zip(features, idx)])
             labels = torch.zeros(len(feats), num_words, device=device)
             for row, words in zip(labels, [w for i in idx for _, w in regions[i]]):
                 row[words] = 1
