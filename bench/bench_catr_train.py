@@ -37,7 +37,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     work = Path(a.keep or tempfile.mkdtemp(prefix="bench-catr-"))
     world, run = work / "world", work / "run"
-    sh([sys.executable, "-m", "catr.captionworld", world, "--train", a.train, "--val", a.val])
+    sh([sys.executable, "-m", "synth.captionworld", world, "--train", a.train, "--val", a.val])
     pretrain_s, start = 0.0, []
     if not a.no_pretrain:
         out, pretrain_s = sh([sys.executable, "-m", "catr.pretrain", "--images", world / "train" / "images",

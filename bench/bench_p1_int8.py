@@ -118,7 +118,7 @@ def accuracy_table():
     ckpt = demo / "p1" / "best.safetensors"
     if not ckpt.is_file():
         print("\n(no demo_out/p1/best.safetensors: running the demo's Problem 1 training first)")
-        subprocess.run([sys.executable, "-m", "vitpet.synthetic", str(demo / "data"), "--train-per-class", "40",
+        subprocess.run([sys.executable, "-m", "synth.pets", str(demo / "data"), "--train-per-class", "40",
                         "--val-per-class", "8"], cwd=ROOT, check=True)
         subprocess.run([sys.executable, "p1_train.py", "--data-dir", str(demo / "data"), "--output-dir",
                         str(demo / "p1"), "--model", "vit_demo_patch8", "--no-pretrained", "--epochs", "12",

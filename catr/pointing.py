@@ -4,7 +4,7 @@
 ``<stem>.npy`` maps and ``<stem>.json`` tokens) and scores every generated token that names the colour or shape of
 an object in the scene: a hit when the map's maximum, upsampled onto the image exactly as the PNG draws it, lies
 inside that object's box (``objects.json``: per file name, each object's ``words`` and ``box`` [x, y, w, h] in
-original pixels, as ``catr.captionworld`` writes it). Two baselines: the image centre and a uniformly random
+original pixels, as ``synth.captionworld`` writes it). Two baselines: the image centre and a uniformly random
 point (expected). ``--checkpoint CKPT --vocab VOCAB`` adds one row per decoder layer (the model is re-run on the
 folder's source images), ``--captions captions.json`` (COCO) adds caption accuracy.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from hw3io import UserError, run_cli
-from .captionworld import COLOUR_NAMES, SHAPE_NAMES
+from synth.captionworld import COLOUR_NAMES, SHAPE_NAMES
 
 OBJECT_WORDS = set(COLOUR_NAMES) | set(SHAPE_NAMES.values())
 
@@ -162,7 +162,7 @@ def _read_json(path, what):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder", help="a hw3_2.sh output folder")
-    p.add_argument("--objects", required=True, help="objects.json of the captioned images (catr.captionworld)")
+    p.add_argument("--objects", required=True, help="objects.json of the captioned images (synth.captionworld)")
     p.add_argument("--captions", default=None, help="COCO captions JSON with the reference captions (optional)")
     p.add_argument("--checkpoint", default=None, help="the caption model, to score every decoder layer (optional)")
     p.add_argument("--vocab", default=None, help="its vocab.txt (with --checkpoint)")

@@ -7,7 +7,7 @@ probes found shape in the backbone at 0.51). A backbone that already tells objec
 
 ``python3 -m catr.pretrain --images DIR --objects objects.json --output convnet.safetensors`` trains the ConvNet
 to name each object from its features averaged over its box (each of the object's words, "red" and "circle",
-is a yes/no label; ``objects.json`` as ``catr.captionworld`` writes it), then saves the ConvNet alone; ``p2_train.py
+is a yes/no label; ``objects.json`` as ``synth.captionworld`` writes it), then saves the ConvNet alone; ``p2_train.py
 --backbone-weights`` starts from it. Only the training split's boxes are used; captions and attention are
 learned by ``p2_train.py`` as before.
 """
@@ -136,7 +136,7 @@ def get_args_parser():
     from .config import ARCHITECTURES
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", required=True, help="folder of the training scenes")
-    p.add_argument("--objects", required=True, help="objects.json of those scenes (catr.captionworld writes it)")
+    p.add_argument("--objects", required=True, help="objects.json of those scenes (synth.captionworld writes it)")
     p.add_argument("--output", required=True, help="the ConvNet's weights (.safetensors)")
     p.add_argument("--epochs", type=int, default=2, help="passes over the scenes (default: 2)")
     p.add_argument("--batch-size", type=int, default=8, help="scenes per step (default: 8)")

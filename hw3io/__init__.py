@@ -15,6 +15,7 @@ _WHERE = {
     "save_figure": "figures",
     "save_tensors": "tensors", "read_tensors": "tensors",
     "progress": "progress", "report": "progress",
+    "write_vocab": "vocab", "SPECIAL_TOKENS": "vocab",
 }
 
 __all__ = sorted(_WHERE)

@@ -10,7 +10,7 @@ rm -rf "$out"
 export HF_HUB_OFFLINE=1
 
 echo "== Problem 1: data"
-python3 -m vitpet.synthetic "$out/data" --train-per-class 40 --val-per-class 8
+python3 -m synth.pets "$out/data" --train-per-class 40 --val-per-class 8
 echo "== Problem 1: train (tiny ViT from scratch, CPU, about 2 minutes)"
 python3 p1_train.py --data-dir "$out/data" --output-dir "$out/p1" --model vit_demo_patch8 --no-pretrained \
   --epochs 12 --batch-size 32 --opt adamw --lr 2e-3 --weight-decay 0.05 --drop-path 0 --label-smoothing 0 \
@@ -25,7 +25,7 @@ echo "== Problem 1: pointing game on val (does CLS attention peak on the object?
 python3 -m vitpet.pointing --checkpoint "$out/p1/best.safetensors" --images "$out/data/val"
 
 echo "== Problem 2: caption world (scenes of coloured shapes, COCO captions, object boxes)"
-python3 -m catr.captionworld "$out/world" --train 2000 --val 50
+python3 -m synth.captionworld "$out/world" --train 2000 --val 50
 echo "== Problem 2: pretrain the tiny CATR's ConvNet to name boxed objects (its ImageNet; CPU, about 30 s)"
 python3 -m catr.pretrain --images "$out/world/train/images" --objects "$out/world/train/objects.json" \
   --output "$out/p2/convnet.safetensors"

@@ -16,7 +16,7 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture(scope="session")
 def pet_data(tmp_path_factory):
     """A small generated train/val pair in the homework's naming."""
-    from vitpet.synthetic import make_dataset
+    from synth.pets import make_dataset
     return make_dataset(tmp_path_factory.mktemp("pets"), train_per_class=6, val_per_class=2)
 
 
@@ -36,7 +36,7 @@ def tiny_checkpoint(tmp_path_factory):
 def trained(tmp_path_factory):
     """The tiny ViT trained from scratch for a few epochs by p1_train.py on generated data: (data, run, process)."""
     from helpers import run
-    from vitpet.synthetic import make_dataset
+    from synth.pets import make_dataset
     root = tmp_path_factory.mktemp("e2e")
     data = make_dataset(root / "data", train_per_class=16, val_per_class=4, seed=5)
     out = root / "run"

@@ -10,7 +10,7 @@ from catr.decode import caption_image, cross_attention, greedy_decode, naive_dec
 from catr.preprocess import preprocess, resized_shape
 from catr.tokenizer import CaptionTokenizer, load_tokenizer
 from hw3io import upsample
-from catr.tiny import tiny_model, write_vocab
+from catr_tiny import tiny_model, write_vocab
 from hw3io import UserError
 
 

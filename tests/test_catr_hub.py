@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from catr.tiny import tiny_config, tiny_model, write_images, write_vocab
+from catr_tiny import tiny_config, tiny_model, write_images, write_vocab
 from helpers import ROOT, assert_one_line_error, grader_env
 from scripts.loopback import LoopbackServer, hub_path
 

@@ -9,7 +9,7 @@ import torch
 from catr import CATRConfig, build_model, create_model
 from catr.backbone import Backbone
 from catr.position_encoding import PositionEmbeddingSine
-from catr.tiny import tiny_config, tiny_model
+from catr_tiny import tiny_config, tiny_model
 from hw3io import UserError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "catr_official_state_dict_shapes.json"

@@ -8,7 +8,7 @@ from PIL import Image
 
 from catr.pipeline import caption_folder, caption_one
 from catr.tokenizer import CaptionTokenizer
-from catr.tiny import IMAGES, tiny_config, tiny_model, write_images, write_vocab
+from catr_tiny import IMAGES, tiny_config, tiny_model, write_images, write_vocab
 from helpers import assert_one_line_error, run
 from hw3io import UserError
 

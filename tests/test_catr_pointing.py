@@ -9,7 +9,7 @@ from helpers import assert_one_line_error, run
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
-    from catr.captionworld import write_split
+    from synth.captionworld import write_split
     root = tmp_path_factory.mktemp("scenes")
     write_split(root, 60, seed=5)
     return root
@@ -78,7 +78,7 @@ def test_maps_off_the_object_miss(scenes, tmp_path):
 
 
 def test_caption_metrics():
-    from catr.captionworld import COLOUR_NAMES, SHAPE_NAMES
+    from synth.captionworld import COLOUR_NAMES, SHAPE_NAMES
     from catr.metrics import exact_match, names_objects, word_accuracy
     from catr.pointing import word_list
     ref = word_list("a red circle , a blue square and a green cross")

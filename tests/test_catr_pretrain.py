@@ -10,7 +10,7 @@ from helpers import assert_one_line_error, run
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
-    from catr.captionworld import write_split
+    from synth.captionworld import write_split
     root = tmp_path_factory.mktemp("scenes")
     write_split(root, 64, seed=3)
     return root

@@ -12,7 +12,7 @@ from helpers import ROOT, assert_one_line_error, run, script_env
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from catr.captionworld import write_split, write_vocab
+    from synth.captionworld import write_split, write_vocab
     root = tmp_path_factory.mktemp("world")
     write_split(root / "train", 48, seed=1)
     write_split(root / "val", 8, seed=2, first_id=49)
@@ -292,7 +292,7 @@ def test_batched_greedy_decoding_equals_one_image_at_a_time(overfit):
 
 
 def test_a_checkpoint_from_a_newer_version_is_one_error_line(tmp_path):
-    from catr.tiny import tiny_config, tiny_model, write_images, write_vocab
+    from catr_tiny import tiny_config, tiny_model, write_images, write_vocab
     config = dict(tiny_config().to_dict(), future_field=1)
     torch.save({"model": tiny_model().state_dict(), "catr_config": config}, tmp_path / "new.pth")
     write_images(tmp_path / "images")

@@ -76,7 +76,7 @@ def test_scripts_fail_with_one_line(tiny_checkpoint, tmp_path):
 
 
 def test_bad_training_file_name_is_named(tmp_path):
-    from vitpet.synthetic import make_dataset
+    from synth.pets import make_dataset
     data = make_dataset(tmp_path / "d", train_per_class=1, val_per_class=1, num_classes=3)
     (data / "train" / "holiday.jpg").write_bytes((next((data / "train").glob("*.jpg"))).read_bytes())
     proc = run(["python3", "p1_train.py", "--data-dir", str(data), "--model", "vit_demo_patch8", "--no-pretrained",

@@ -52,7 +52,7 @@ def test_token_peaks_find_planted_cells():
 def built(trained, tmp_path_factory):
     """The report of the session's trained tiny ViT plus a two-image hw3_2 folder from a tiny CATR."""
     from catr.pipeline import caption_folder
-    from catr.tiny import tiny_model, write_images, write_vocab
+    from catr_tiny import tiny_model, write_images, write_vocab
     data, run_dir, _ = trained
     root = tmp_path_factory.mktemp("report")
     images = write_images(root / "images")

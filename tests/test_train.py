@@ -16,7 +16,7 @@ from vitpet.config import TrainConfig
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from vitpet.synthetic import make_dataset
+    from synth.pets import make_dataset
     return make_dataset(tmp_path_factory.mktemp("train"), train_per_class=4, val_per_class=1, seed=9)
 
 

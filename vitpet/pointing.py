@@ -3,7 +3,7 @@
 ``python3 -m vitpet.pointing --checkpoint CKPT --images DIR --boxes BOXES`` scores last-layer head-mean CLS attention
 and attention rollout against two baselines (the image centre, a uniformly random point). Maps are placed on the
 image exactly as ``p1_visualize_attn.py`` draws them: upsampled onto the model's view (eval resize + centre crop);
-the boxes (``{file name: [x, y, w, h]}`` in original pixels, as ``vitpet.synthetic`` writes them) are moved into
+the boxes (``{file name: [x, y, w, h]}`` in original pixels, as ``synth.pets`` writes them) are moved into
 that view with the same resize and crop.
 """
 import argparse

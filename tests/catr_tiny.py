@@ -1,34 +1,28 @@
-"""A tiny random-weight CATR of the same architecture family, a generated vocabulary and images: for tests.
-
-``python3 -m catr.tiny OUT`` writes OUT/tiny_catr.pth (random weights + its config), OUT/vocab.txt and
-OUT/images/ (five pictures named like the course's test images).
-"""
-import argparse
+"""Test models for CATR: a tiny random-weight CATR of the same architecture family, a generated vocabulary and
+five images named like the course's test images."""
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .caption import build_model
-from .config import CATRConfig
+from catr.caption import build_model
+from catr.config import CATRConfig
+from hw3io import SPECIAL_TOKENS, write_vocab as _write_vocab
 
 WORDS = ["a", "man", "woman", "riding", "bike", "sheep", "on", "the", "street", "grass", "with", "an", "umbrella",
          "girl", "ski", "##s", "##ing", ".", ","]
-SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # BERT's order: [PAD]=0, [CLS]=2, [SEP]=3 here
 IMAGES = {"bike.jpg": (640, 427), "girl.png": (480, 640), "sheep.jpg": (500, 375), "ski.jpg": (300, 300),
           "umbrella.png": (427, 640)}
 
 
 def write_vocab(path) -> Path:
-    path = Path(path)
-    path.write_text("\n".join(SPECIAL + WORDS) + "\n")
-    return path
+    return _write_vocab(path, WORDS)  # BERT's order: [PAD]=0, [CLS]=2, [SEP]=3 here
 
 
 def tiny_config(**kw) -> CATRConfig:
     cfg = dict(backbone="resnet50", dilation=True, hidden_dim=32, nheads=4, enc_layers=2, dec_layers=2,
-               dim_feedforward=64, vocab_size=len(SPECIAL) + len(WORDS), max_position_embeddings=24)
+               dim_feedforward=64, vocab_size=len(SPECIAL_TOKENS) + len(WORDS), max_position_embeddings=24)
     cfg.update(kw)
     return CATRConfig(**cfg)
 
@@ -52,18 +46,3 @@ def write_images(directory, seed=0) -> Path:
         d.ellipse((x, y, x + w // 3, y + h // 3), fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
         img.save(directory / name)
     return directory
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("out", help="folder to write into")
-    out = Path(p.parse_args(argv).out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": tiny_model().state_dict(), "catr_config": tiny_config().to_dict()}, out / "tiny_catr.pth")
-    write_vocab(out / "vocab.txt")
-    write_images(out / "images")
-    print(f"wrote {out / 'tiny_catr.pth'}, {out / 'vocab.txt'} and {len(IMAGES)} images in {out / 'images'}")
-
-
-if __name__ == "__main__":
-    main()

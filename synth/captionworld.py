@@ -1,6 +1,6 @@
 """A generated caption world: scenes of 1 to 3 coloured shapes on clutter, captioned by a small grammar.
 
-``python3 -m catr.captionworld OUT --train N --val M`` writes, per split, ``OUT/<split>/images/``,
+``python3 -m synth.captionworld OUT --train N --val M`` writes, per split, ``OUT/<split>/images/``,
 ``OUT/<split>/captions.json`` (COCO captions format: ``images`` with id, file_name, width, height; ``annotations``
 with id, image_id, caption) and ``OUT/<split>/objects.json`` (per file name, each object's words and box
 [x, y, w, h] in original pixels), plus ``OUT/vocab.txt``, a BERT-format vocabulary holding every caption word.
@@ -14,11 +14,11 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from vitpet.synthetic import COLOURS, SHAPES, draw_shape
+from hw3io import write_vocab as _write_vocab
+from .shapes import COLOURS, SHAPES, draw_shape
 
-COLOUR_NAMES = ("red", "green", "blue", "yellow", "pink", "cyan")  # the first six of vitpet.synthetic's colours
+COLOUR_NAMES = ("red", "green", "blue", "yellow", "pink", "cyan")  # the first six of synth.shapes' colours
 SHAPE_NAMES = {"disc": "circle", "square": "square", "triangle": "triangle", "cross": "cross"}
-SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 WORDS = ("a", "left", "right", "of", "above", "below", "and", ",") + COLOUR_NAMES + tuple(SHAPE_NAMES.values())
 ASPECTS = ((160, 160), (224, 128), (128, 224), (200, 200), (240, 160), (160, 240))  # square, wide, tall
 
@@ -88,9 +88,8 @@ def write_split(directory, count: int, seed: int, first_id: int = 1) -> dict:
 
 
 def write_vocab(path) -> Path:
-    path = Path(path)
-    path.write_text("\n".join(SPECIAL + WORDS) + "\n")
-    return path
+    """Every caption word, after BERT's special tokens."""
+    return _write_vocab(path, WORDS)
 
 
 def main(argv=None):

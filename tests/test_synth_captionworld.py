@@ -1,13 +1,13 @@
-"""catr/captionworld.py: COCO-format captions that name every object, boxes that hold them, a vocabulary that
+"""synth/captionworld.py: COCO-format captions that name every object, boxes that hold them, a vocabulary that
 covers every caption."""
 import json
 
 import numpy as np
 from PIL import Image
 
-from catr.captionworld import COLOUR_NAMES, main
+from synth.captionworld import COLOUR_NAMES, main
 from catr.tokenizer import CaptionTokenizer
-from vitpet.synthetic import COLOURS
+from synth.pets import COLOURS
 
 
 def test_world_files_and_captions(tmp_path):
