@@ -3,16 +3,17 @@ import argparse
 import sys
 
 from hw3io.errors import run_cli
-from vitpet.config import add_config_args, config_from_args
+from training.options import add_config_args, config_from_args
+from vitpet.config import TrainConfig
 
 
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__)
-    return add_config_args(parser)
+    return add_config_args(parser, TrainConfig)
 
 
 def main(argv=None):
-    cfg = config_from_args(get_args_parser().parse_args(argv))
+    cfg = config_from_args(get_args_parser().parse_args(argv), TrainConfig)
     from vitpet.train import fit
     fit(cfg)
 

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from hw3io.errors import run_cli
-from vitpet.config import add_config_args, config_from_args
+from training.options import add_config_args, config_from_args
 from catr.config import CaptionTrainConfig
 
 

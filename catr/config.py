@@ -1,5 +1,7 @@
 """CATR's architecture numbers; the defaults are those of all three official checkpoints (v1, v2, v3)."""
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
+
+from training.options import RunOptions, option as _f
 
 
 @dataclass
@@ -46,21 +48,17 @@ RECIPES = {
 }
 
 
-def _f(default, help, group, **kw):
-    return field(default=default, metadata=dict(help=help, group=group, **kw))
-
-
 def _preset(name):
     return ", ".join(f"{p}: {r[name]}" for p, r in RECIPES.items())
 
 
 @dataclass
-class CaptionTrainConfig:
+class CaptionTrainConfig(RunOptions):
     """p2_train.py's flags. ``None`` means "the preset's value" (resolved by ``resolved()``)."""
-    train_annotations: str = _f(None, "COCO captions JSON of the training set", "data")
-    train_images: str = _f(None, "folder of the training images", "data")
-    val_annotations: str = _f(None, "COCO captions JSON of the validation set", "data")
-    val_images: str = _f(None, "folder of the validation images", "data")
+    train_annotations: str = _f(None, "COCO captions JSON of the training set", "data", required=True)
+    train_images: str = _f(None, "folder of the training images", "data", required=True)
+    val_annotations: str = _f(None, "COCO captions JSON of the validation set", "data", required=True)
+    val_images: str = _f(None, "folder of the validation images", "data", required=True)
     vocab: str | None = _f(None, "vocab.txt, BERT format (default: BERT uncased's from the Hugging Face hub)", "data")
     workers: int | None = _f(None, "data-loader worker processes (catr: min(4, usable CPUs); tiny: 0, loading in "
                                    "the training process, which beats sharing two cores)", "data")
@@ -75,9 +73,11 @@ class CaptionTrainConfig:
     backbone_weights: str | None = _f(None, "start the backbone from this file: for tiny, a ConvNet written by "
                                             "python3 -m catr.pretrain (without it the ConvNet starts at random and "
                                             "learns colours but hardly shapes); for catr, torchvision's ImageNet "
-                                            "weights are used", "model")
+                                            "weights are used unless this is 'none' (a random ResNet: offline, "
+                                            "for trying the pipeline; it will caption poorly)", "model")
     epochs: int | None = _f(None, f"training epochs ({_preset('epochs')})", "optim")
-    batch_size: int | None = _f(None, f"batch size ({_preset('batch_size')})", "optim")
+    batch_size: int | None = _f(None, f"per-device batch size ({_preset('batch_size')})", "optim")
+    accum_steps: int = _f(1, "gradient accumulation micro-batches per optimizer step", "optim")
     lr: float | None = _f(None, f"learning rate of the transformer and head ({_preset('lr')})", "optim")
     lr_backbone: float | None = _f(None, f"learning rate of the backbone, 0 freezes it ({_preset('lr_backbone')})",
                                    "optim")
@@ -88,15 +88,8 @@ class CaptionTrainConfig:
     lr_drop: int | None = _f(None, f"epochs between x0.1 lr drops of the step schedule ({_preset('lr_drop')})", "optim")
     warmup_epochs: float | None = _f(None, f"linear warmup in epochs ({_preset('warmup_epochs')})", "optim")
     output_dir: str = _f("runs/p2", "where the log, checkpoint.pth, vocab.txt and the resume state go", "runtime")
-    seed: int = _f(0, "random seed (model init, data order, augmentation)", "runtime")
-    device: str = _f("auto", "auto: cuda if available, else cpu", "runtime")
-    resume: str | None = _f(None, "a state file to continue from, or 'auto' (OUTPUT_DIR/last.safetensors)", "runtime")
-    save_every: int = _f(0, "also save a resumable state every N optimizer steps (0: once per epoch)", "runtime")
 
     def resolved(self) -> "CaptionTrainConfig":
         """A copy with every ``None`` recipe entry filled from the preset."""
         recipe = RECIPES[self.preset]
         return replace(self, **{k: v for k, v in recipe.items() if getattr(self, k) is None})
-
-    def to_dict(self):
-        return asdict(self)

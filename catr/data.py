@@ -15,7 +15,7 @@ from PIL import Image
 from torchvision.transforms import v2 as T
 
 from hw3io import UserError, load_rgb
-from vitpet.data import sample_rng
+from training.seeding import sample_rng
 from .preprocess import resize
 
 

@@ -2,28 +2,25 @@
 
 Teacher forcing under the decoder's causal mask: the model reads [CLS] w1 .. wn and predicts w1 .. wn [SEP]; the
 loss ignores padding. AdamW with its own learning rate for the backbone (DETR trains only layer2-4 of a ResNet).
-The machinery is Problem 1's: its step loop (``vitpet.engine``), resumable state file, SIGTERM save and log, so
-``--resume auto`` continues exactly where a run stopped. Every epoch writes ``checkpoint.pth``, which
-``hw3_2.sh`` reads as it is (weights + ``catr_config``), and a copy of the vocabulary beside it.
+The run goes through the shared fit loop (``training.loop``), as Problem 1's does: torchrun DDP, ``--amp``,
+``--accum-steps``, SIGTERM save and ``--resume auto`` exactly where a run stopped. Every epoch writes
+``checkpoint.pth``, which ``hw3_2.sh`` reads as it is (weights + ``catr_config``), and a copy of the vocabulary beside
+it.
 """
 import dataclasses
 import functools
-import json
-import signal
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from timm.scheduler import CosineLRScheduler, StepLRScheduler
+from torch.utils.data import Subset
 
-from hw3io import (UserError, atomic_path, atomic_write_text, default_workers, ensure_writable_dir, load_rgb,
-                   pick_device, progress)
-from vitpet import distributed as D
-from vitpet.engine import train_one_epoch
-from vitpet.model import library_versions
-from vitpet.state import apply_state, capture_rng, load_state, save_state
-from vitpet.train import StopFlag, make_loader, resume_path, seed_everything, write_log
+from hw3io import UserError, atomic_path, atomic_write_text, default_workers, ensure_writable_dir, load_rgb, progress
+from training import distributed as D
+from training.images import check_images
+from training.loop import StopFlag, Task, fit as fit_loop
+from training.schedule import StepSchedule
+from training.seeding import make_loader, seed_everything, use_deterministic
 from .backbone import Backbone, load_imagenet_weights
 from .caption import build_model, checkpoint_config
 from .config import ARCHITECTURES, CaptionTrainConfig, CATRConfig
@@ -58,10 +55,17 @@ def initial_model(cfg: CaptionTrainConfig, vocab_size: int, pad_id: int):
         model = build_model(config)
         backbone = model.backbone[0]
         if isinstance(backbone, Backbone):  # a ResNet starts from ImageNet, as official CATR's does
-            if cfg.backbone_weights:
-                raise UserError("--backbone-weights is for the tiny preset's ConvNet; a ResNet starts from "
-                                "torchvision's ImageNet weights")
-            load_imagenet_weights(backbone, config.backbone)
+            if cfg.backbone_weights == "none":
+                print(f"warning: --backbone-weights none: the {config.backbone} starts at random, not from ImageNet; "
+                      "expect poor captions from any training budget short of ImageNet's own (for trying the "
+                      "pipeline offline)")
+            elif cfg.backbone_weights:
+                raise UserError("--backbone-weights is for the tiny preset's ConvNet (or 'none'); a ResNet starts "
+                                "from torchvision's ImageNet weights")
+            else:
+                load_imagenet_weights(backbone, config.backbone)
+        elif cfg.backbone_weights == "none":
+            pass
         elif cfg.backbone_weights:
             load_convnet(backbone, cfg.backbone_weights)
         else:
@@ -96,45 +100,43 @@ def build_optimizer(model, cfg: CaptionTrainConfig):
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def build_scheduler(optimizer, cfg: CaptionTrainConfig, steps_per_epoch: int):
+def build_schedule(optimizer, cfg: CaptionTrainConfig, steps_per_epoch: int) -> StepSchedule:
     """The lr as a function of the optimizer step (what exact resume needs), per group."""
-    warmup = int(cfg.warmup_epochs * steps_per_epoch)
-    if cfg.schedule == "step":
-        return StepLRScheduler(optimizer, decay_t=max(cfg.lr_drop, 1) * steps_per_epoch, decay_rate=0.1,
-                               warmup_t=warmup, warmup_lr_init=cfg.lr * 0.01, t_in_epochs=False)
-    return CosineLRScheduler(optimizer, t_initial=cfg.epochs * steps_per_epoch, lr_min=cfg.lr * 0.01,
-                             warmup_t=warmup, warmup_lr_init=cfg.lr * 0.01, t_in_epochs=False)
+    return StepSchedule(optimizer, total=cfg.epochs * steps_per_epoch, warmup=int(cfg.warmup_epochs * steps_per_epoch),
+                        kind=cfg.schedule, min_factor=0.01, drop_every=max(cfg.lr_drop, 1) * steps_per_epoch)
 
 
 @torch.no_grad()
-def evaluate(model, loader, data, tokenizer, loss_fn, device, caption_images: int) -> dict:
-    """Teacher-forced val loss, then greedy captions of the first ``caption_images`` val images against all their
-    references: exact match and per-word accuracy."""
+def evaluate(model, loader, data, tokenizer, loss_fn, info: D.DistInfo, caption_images: int) -> dict:
+    """Teacher-forced val loss (fp32), then greedy captions of the first ``caption_images`` val images against all
+    their references: exact match and per-word accuracy. Under torchrun each rank takes its share of both."""
     model.eval()
     loss_sum, count = 0.0, 0
-    for batch in progress(loader, desc="val", leave=False):
-        loss, n = loss_fn(model, batch, device)
+    for batch in progress(loader, desc="val", leave=False, disable=not info.is_main):
+        loss, n = loss_fn(model, batch, info.device)
         loss_sum, count = loss_sum + loss.item() * n, count + n
     refs = {}
     for k, ids, _ in data.samples:
         refs.setdefault(k, []).append(ids[1:-1])  # [CLS] ... [SEP] (kept when cut)
-    exact, words = [], []
+    exact, words = 0.0, 0.0
     max_len = model.transformer.embeddings.position_embeddings.num_embeddings
     by_size = {}  # images of one size decode together, unpadded (see greedy_decode_batch)
-    for k in list(refs)[:caption_images]:
+    for k in list(refs)[:caption_images][info.rank::info.world_size]:
         _, x, mask = preprocess(load_rgb(data.image_dir / data.files[k]), model.config.max_dim)
         by_size.setdefault(tuple(x.shape), []).append((k, x, mask))
-    for group in progress(list(by_size.values()), desc="caption val", leave=False):
+    for group in progress(list(by_size.values()), desc="caption val", leave=False, disable=not info.is_main):
         for i in range(0, len(group), 64):
             ks, xs, masks = zip(*group[i:i + 64])
-            decoded = greedy_decode_batch(model, torch.cat(xs).to(device), torch.cat(masks).to(device),
+            decoded = greedy_decode_batch(model, torch.cat(xs).to(info.device), torch.cat(masks).to(info.device),
                                           tokenizer.start_id, tokenizer.end_id, max_len)
             for k, (ids, _) in zip(ks, decoded):
-                exact.append(exact_match(ids, refs[k]))
-                words.append(word_accuracy(ids, refs[k]))
-    n = max(len(exact), 1)
-    return {"loss": loss_sum / max(count, 1), "exact": sum(exact) / n, "word_acc": sum(words) / n,
-            "captioned": len(exact)}
+                exact += exact_match(ids, refs[k])
+                words += word_accuracy(ids, refs[k])
+    loss_sum, count, exact, words, captioned = D.all_reduce_sum(
+        [loss_sum, count, exact, words, sum(len(g) for g in by_size.values())], info)
+    n = max(captioned, 1)
+    return {"val_loss": loss_sum / max(count, 1), "val_exact": exact / n, "val_word_acc": words / n,
+            "captioned": int(captioned)}
 
 
 def save_caption_checkpoint(path, model, config: CATRConfig, **extra) -> None:
@@ -152,99 +154,66 @@ def fit(cfg: CaptionTrainConfig) -> dict:
     for flag in ("train_annotations", "train_images", "val_annotations", "val_images"):
         if getattr(cfg, flag) is None:
             raise UserError(f"--{flag.replace('_', '-')} is required")
-    with StopFlag() as stop:
-        return _fit(cfg, stop)
+    use_deterministic(cfg.deterministic)
+    info = D.init_distributed(cfg.device)
+    try:
+        with StopFlag() as stop:
+            return _fit(cfg, info, stop)
+    finally:
+        D.cleanup()
 
 
-def _fit(cfg: CaptionTrainConfig, stop: StopFlag) -> dict:
-    info = D.DistInfo(device=pick_device(cfg.device))
-    device = info.device
-    out = ensure_writable_dir(cfg.output_dir)
+def _fit(cfg: CaptionTrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:
+    out = Path(cfg.output_dir)
+    if info.is_main:
+        ensure_writable_dir(out)
     tokenizer = load_tokenizer(cfg.vocab)
     train_set = load_coco_captions(cfg.train_annotations, cfg.train_images, tokenizer, cfg.max_length)
     val_set = load_coco_captions(cfg.val_annotations, cfg.val_images, tokenizer, cfg.max_length)
-    seed_everything(cfg.seed)
+    check_images([train_set.image_dir / f for f in train_set.files] + [val_set.image_dir / f for f in val_set.files],
+                 workers=cfg.workers, info=info,
+                 skip_hint="Remove them and their captions from the COCO file to train without them.")
+    seed_everything(cfg.seed)  # same on every rank: identical initial weights
     model, config = initial_model(cfg, tokenizer.vocab_size, tokenizer.pad_id)
     if cfg.max_length > config.max_position_embeddings:
         raise UserError(f"--max-length {cfg.max_length} exceeds the model's {config.max_position_embeddings} "
                         "positions")
-    model.to(device)
+    model.to(info.device)
 
     train_ds = CaptionDataset(train_set, config.max_dim, cfg.augment, cfg.seed)
     val_ds = CaptionDataset(val_set, config.max_dim)
-    sampler = D.ResumableSampler(train_ds, num_replicas=1, rank=0, shuffle=True, seed=cfg.seed, drop_last=True)
-    steps_per_epoch = len(train_ds) // cfg.batch_size
-    if steps_per_epoch == 0:
-        raise UserError(f"{len(train_ds)} training captions are fewer than one batch of {cfg.batch_size}")
     collate_fn = functools.partial(collate, pad_id=tokenizer.pad_id)  # picklable, for worker processes
-    val_loader = make_loader(val_ds, batch_size=cfg.batch_size, num_workers=cfg.workers, collate_fn=collate_fn)
+    val_loader = make_loader(Subset(val_ds, D.shard_indices(len(val_ds), info)), batch_size=cfg.batch_size,
+                             num_workers=cfg.workers, collate_fn=collate_fn)
     optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
-    scaler = torch.amp.GradScaler("cuda", enabled=False)
     loss_fn = caption_loss(tokenizer.pad_id)
-
-    state = {"epoch": 0, "step": 0, "history": [], "loss_sum": 0.0, "count": 0, "train_seconds": 0.0}
-    resume = resume_path(cfg.resume, out)
-    if resume is not None:
-        state = apply_state(load_state(resume), model=model, optimizer=optimizer, scaler=scaler, rank=0)
-        print(f"resumed from {resume} at epoch {state['epoch']} step {state['step']}")
-    scheduler.step_update(num_updates=state["epoch"] * steps_per_epoch + state["step"])
-    if Path(tokenizer.vocab_file).resolve() != (out / "vocab.txt").resolve():  # hw3_2.sh's CATR_VOCAB
+    if info.is_main and Path(tokenizer.vocab_file).resolve() != (out / "vocab.txt").resolve():  # hw3_2.sh's CATR_VOCAB
         atomic_write_text(out / "vocab.txt", Path(tokenizer.vocab_file).read_text(encoding="utf-8"))
+
+    def end_epoch(epoch, row, improved):
+        save_caption_checkpoint(out / "checkpoint.pth", model, config, epoch=epoch,
+                                val={k: row[k] for k in LOG_FIELDS}, train_config=cfg.to_dict())
+        print(f"epoch {epoch}: train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} exact "
+              f"{row['val_exact']:.3f} word_acc {row['val_word_acc']:.3f} ({row['captioned']} images captioned, "
+              f"{row['seconds']:.0f}s)", flush=True)
+
+    def end_run(progress):
+        print(f"checkpoint {out / 'checkpoint.pth'} ({progress['train_seconds']:.0f}s of training); caption with "
+              f"CATR_CHECKPOINT={out / 'checkpoint.pth'} CATR_VOCAB={out / 'vocab.txt'} bash hw3_2.sh DIR OUT")
+        return {"final": progress["history"][-1] if progress["history"] else None, "catr_config": config.to_dict()}
+
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"training CATR ({cfg.preset}{', init ' + cfg.init if cfg.init else ''}: {config.backbone}, "
-          f"{config.enc_layers}+{config.dec_layers} layers, {n_params / 1e6:.2f}M parameters) on {device}: "
-          f"{len(train_ds)} train captions of {len(train_set.files)} images, {len(val_ds)} val captions, batch "
-          f"{cfg.batch_size}, lr {cfg.lr:g} (backbone {cfg.lr_backbone:g}), {steps_per_epoch} steps/epoch")
-
-    clock = {"mark": time.time()}
-
-    def save_last():
-        now = time.time()
-        state["train_seconds"] += now - clock["mark"]
-        clock["mark"] = now
-        save_state(out / "last.safetensors", model=model, optimizer=optimizer, scaler=scaler, progress=state,
-                   rngs=[capture_rng()], config=cfg.to_dict())
-
-    def on_step(step, loss_sum, count):
-        state["loss_sum"] += loss_sum
-        state["count"] += count
-        state["step"] = step
-        if (cfg.save_every and step % cfg.save_every == 0 and step < steps_per_epoch) or stop():
-            save_last()
-
-    while state["epoch"] < cfg.epochs:
-        epoch, t0 = state["epoch"], time.time()
-        sampler.set_epoch(epoch)
-        train_ds.set_epoch(epoch)
-        sampler.set_start(state["step"] * cfg.batch_size)
-        loader = make_loader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                             drop_last=True, collate_fn=collate_fn)
-        train_one_epoch(model, loader, optimizer, scheduler, scaler, info=info, epoch=epoch,
-                        step_in_epoch=state["step"], steps_per_epoch=steps_per_epoch, accum_steps=1, loss_fn=loss_fn,
-                        clip_grad=cfg.clip_grad or None, amp_dtype=None, on_step=on_step, should_stop=stop)
-        if stop():
-            print(f"stopped by signal {stop.signum}; state saved to {out / 'last.safetensors'}, "
-                  "continue with --resume auto")
-            raise SystemExit(128 + (stop.signum or signal.SIGTERM))
-        val = evaluate(model, val_loader, val_set, tokenizer, loss_fn, device, cfg.caption_eval_images)
-        row = {"epoch": epoch, "train_loss": state["loss_sum"] / max(state["count"], 1), "val_loss": val["loss"],
-               "val_exact": val["exact"], "val_word_acc": val["word_acc"], "lr": optimizer.param_groups[0]["lr"]}
-        state["history"].append(row)
-        state.update(epoch=epoch + 1, step=0, loss_sum=0.0, count=0)
-        write_log(out / "log.csv", state["history"], LOG_FIELDS)
-        save_caption_checkpoint(out / "checkpoint.pth", model, config, epoch=epoch, val=row,
-                                train_config=cfg.to_dict())
-        print(f"epoch {epoch}: train_loss {row['train_loss']:.4f} val_loss {val['loss']:.4f} exact "
-              f"{val['exact']:.3f} word_acc {val['word_acc']:.3f} ({val['captioned']} images captioned, "
-              f"{time.time() - t0:.0f}s)")
-        save_last()
-
-    atomic_write_text(out / "run.json", json.dumps({
-        "train_seconds": state["train_seconds"], "device": D.device_name(info),
-        "final": state["history"][-1] if state["history"] else None,
-        "config": cfg.to_dict(), "catr_config": config.to_dict(), "versions": library_versions()}, indent=2) + "\n")
-    print(f"checkpoint {out / 'checkpoint.pth'} ({state['train_seconds']:.0f}s of training); caption with "
-          f"CATR_CHECKPOINT={out / 'checkpoint.pth'} CATR_VOCAB={out / 'vocab.txt'} bash hw3_2.sh DIR OUT")
-    return {"history": state["history"], "train_seconds": state["train_seconds"], "output_dir": str(out)}
-
+    task = Task(model=model, optimizer=optimizer, schedule=lambda spe: build_schedule(optimizer, cfg, spe),
+                train_set=train_ds, loss_fn=loss_fn, collate_fn=collate_fn,
+                evaluate=lambda: evaluate(model, val_loader, val_set, tokenizer, loss_fn, info,
+                                          cfg.caption_eval_images),
+                log_fields=LOG_FIELDS, end_epoch=end_epoch, end_run=end_run,
+                identity={"preset": cfg.preset, "init": cfg.init, "max_length": cfg.max_length,
+                          "train_annotations": str(Path(cfg.train_annotations).resolve()),
+                          "val_annotations": str(Path(cfg.val_annotations).resolve())},
+                describe=f"CATR ({cfg.preset}{', init ' + cfg.init if cfg.init else ''}: {config.backbone}, "
+                         f"{config.enc_layers}+{config.dec_layers} layers, {n_params / 1e6:.2f}M parameters; "
+                         f"{len(train_set.files)} images, {len(val_ds)} val captions; lr {cfg.lr:g}, backbone "
+                         f"{cfg.lr_backbone:g})")
+    progress = fit_loop(cfg, info, task, stop)
+    return {"history": progress["history"], "train_seconds": progress["train_seconds"], "output_dir": str(out)}

@@ -173,29 +173,6 @@ def test_cuda_mixed_precision_trains(data, tmp_path, amp):
     assert all(torch.isfinite(v).all() for v in w.values())
 
 
-def test_non_finite_loss_stops_before_the_step():
-    """A bad batch must not reach the weights: the check runs before the optimizer step."""
-    from timm.scheduler import CosineLRScheduler
-    from vitpet.distributed import DistInfo
-    from vitpet.engine import classification_loss, train_one_epoch
-    torch.manual_seed(0)
-    model = torch.nn.Linear(4, 3)
-    x = torch.randn(3, 8, 4)
-    x[1, 0, 0] = float("nan")  # the second batch is poisoned
-    batches = [(x[i], torch.randint(0, 3, (8,)), torch.arange(8)) for i in range(3)]
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    sched = CosineLRScheduler(opt, t_initial=3, t_in_epochs=False)
-    snapshots = []
-    with pytest.raises(FloatingPointError, match="not finite at epoch 0 step 2"):
-        train_one_epoch(model, batches, opt, sched, torch.amp.GradScaler("cuda", enabled=False), info=DistInfo(),
-                        epoch=0, step_in_epoch=0, steps_per_epoch=3, accum_steps=1, loss_fn=classification_loss(),
-                        clip_grad=None, amp_dtype=None,
-                        on_step=lambda *a: snapshots.append({k: v.clone() for k, v in model.state_dict().items()}))
-    assert len(snapshots) == 1  # one good step happened
-    for k, v in model.state_dict().items():
-        assert torch.isfinite(v).all() and torch.equal(v, snapshots[0][k]), k
-
-
 def test_optimizer_groups_follow_timm():
     """No weight decay on biases, norms, pos_embed and cls_token; layer decay scales each block's lr."""
     from vitpet.model import build_model

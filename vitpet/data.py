@@ -1,7 +1,4 @@
 """Pet image folders: file name -> label, datasets, and transforms from the model's timm data config."""
-import contextlib
-import hashlib
-import random
 from pathlib import Path
 
 import torch
@@ -9,6 +6,7 @@ from timm.data import create_transform
 from torch.utils.data import Dataset
 
 from hw3io import UserError, list_images, load_rgb
+from training.seeding import sample_rng
 
 
 def parse_label(path, num_classes: int | None = None) -> int:
@@ -31,28 +29,6 @@ def has_labels(paths) -> bool:
     except UserError:
         return False
     return True
-
-
-@contextlib.contextmanager
-def sample_rng(seed: int, epoch: int, index: int):
-    """Random transforms draw from Python's and torch's global CPU RNGs: seed them per sample, inside a fork so the
-    training loop's own RNG stream (dropout) is untouched. Only the CPU generator: torch.manual_seed would also
-    reseed every CUDA device, changing the GPU's dropout stream when workers=0."""
-    state = random.getstate()
-    try:
-        with torch.random.fork_rng(devices=[]):
-            s = sample_seed(seed, epoch, index)
-            random.seed(s)
-            torch.default_generator.manual_seed(s)
-            yield
-    finally:
-        random.setstate(state)
-
-
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """A seed per (run, epoch, sample): augmentation is the same whatever the worker count or resume point."""
-    digest = hashlib.blake2b(f"{seed}/{epoch}/{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & 0x7FFF_FFFF
 
 
 class ImageFolderDataset(Dataset):

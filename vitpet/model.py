@@ -13,6 +13,7 @@ from timm.data import resolve_data_config
 from timm.models import register_model
 
 from hw3io import UserError, read_tensors, save_tensors
+from training.runlog import library_versions
 from .config import DEFAULT_MODEL, NUM_CLASSES
 from .quantize import is_quantized
 
@@ -69,17 +70,13 @@ def resolve_model_data_config(model, img_size: int | None = None) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
 
 
-def library_versions() -> dict:
-    import torchvision
-    return {"torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm.__version__}
-
-
 def save_checkpoint(path, model, config: dict) -> None:
     """Write weights + ``config`` (model name, num_classes, img_size, data_config, metrics) atomically."""
     if is_quantized(model):
         raise UserError("refusing to save an int8-quantized model: checkpoints hold the fp32 weights")
     save_tensors(path, _unwrap(model).state_dict(),
-                 {"format": CHECKPOINT_FORMAT, "config": json.dumps(dict(config, versions=library_versions()))})
+                 {"format": CHECKPOINT_FORMAT,
+                  "config": json.dumps(dict(config, versions=library_versions("timm")))})
 
 
 def read_checkpoint(path) -> tuple[dict, dict]:

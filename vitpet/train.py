@@ -1,50 +1,25 @@
-"""``fit(cfg)``: the whole training run. Works under plain python3 or torchrun, and resumes exactly.
-
-Exactness comes from three choices: the data order is a pure function of (seed, epoch) (DistributedSampler),
-augmentation is seeded per (seed, epoch, sample) (ImageFolderDataset), and the learning rate is a pure
-function of the step (timm's scheduler with ``step_update``). The state file then only has to carry the
-weights, optimizer, scaler, RNGs and counters.
-"""
-import csv
+"""``fit(cfg)``: fine-tune a timm ViT on the pet folders through the shared fit loop (``training.loop``): plain
+python3 or torchrun, AMP, exact resume. This module builds what is Problem 1's: model, data, optimizer, the fp32 val
+accuracy that picks ``best.safetensors``, and the final files."""
 import dataclasses
-import io
-import json
-import random
-import signal
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from timm.optim import create_optimizer_v2
-from timm.scheduler import CosineLRScheduler
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 
-from hw3io import UserError, atomic_write_text, default_workers, ensure_writable_dir
-from . import distributed as D
+from hw3io import UserError, default_workers, ensure_writable_dir
+from training import distributed as D
+from training.engine import classification_loss, evaluate
+from training.images import check_images
+from training.loop import StopFlag, Task, fit as fit_loop
+from training.schedule import StepSchedule
+from training.seeding import make_loader, seed_everything, use_deterministic
 from .config import TrainConfig
 from .data import ImageFolderDataset, build_transforms
-from .engine import classification_loss, evaluate, train_one_epoch
-from .model import build_model, library_versions, load_checkpoint, resolve_model_data_config, save_checkpoint
-from .state import apply_state, capture_rng, load_state, save_state
+from .model import build_model, load_checkpoint, resolve_model_data_config, save_checkpoint
 
 LOG_FIELDS = ("epoch", "train_loss", "val_loss", "val_acc", "lr")
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def amp_dtype_for(amp: str, device: torch.device):
-    if device.type != "cuda" or amp == "off":
-        return None
-    if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-
 
 # Our names -> timm's optimizer factory. timm's "sgd" is Nesterov; the recipe (and the peers' 0.95) is classical
 # momentum, which timm calls "momentum".
@@ -53,10 +28,15 @@ TIMM_OPT = {"sgd": "momentum", "adamw": "adamw"}
 
 def build_optimizer(cfg: TrainConfig, model, device):
     """timm's factory: biases, norms and everything in ``model.no_weight_decay()`` (pos_embed, cls_token) get no
-    weight decay, and ``layer_decay`` gives each block its own ``lr_scale``, which timm's scheduler applies."""
+    weight decay, and ``layer_decay`` gives each block its own ``lr_scale``, which the schedule applies."""
     kwargs = {"fused": True} if cfg.opt == "adamw" and device.type == "cuda" else {}
     return create_optimizer_v2(model, opt=TIMM_OPT[cfg.opt], lr=cfg.lr, weight_decay=cfg.weight_decay,
                                momentum=cfg.momentum, layer_decay=cfg.layer_decay, **kwargs)
+
+
+def build_schedule(cfg: TrainConfig, optimizer, steps_per_epoch: int) -> StepSchedule:
+    return StepSchedule(optimizer, total=cfg.epochs * steps_per_epoch, warmup=int(cfg.warmup_epochs * steps_per_epoch),
+                        kind="cosine", min_factor=cfg.min_lr / cfg.lr)
 
 
 def resolve_dirs(cfg: TrainConfig) -> tuple[Path, Path]:
@@ -67,64 +47,17 @@ def resolve_dirs(cfg: TrainConfig) -> tuple[Path, Path]:
     return train_dir, val_dir
 
 
-def write_log(path, history: list[dict], fields=LOG_FIELDS) -> None:
-    """The epoch rows as CSV, rewritten whole (atomically) after every epoch."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    w.writeheader()
-    for row in history:
-        w.writerow({k: row[k] for k in fields})
-    atomic_write_text(path, buf.getvalue())
-
-
-def resume_path(resume, out: Path):
-    """``--resume``: a state file, or "auto" for OUTPUT_DIR/last.safetensors when it exists (else a fresh start)."""
-    if resume == "auto":
-        last = out / "last.safetensors"
-        return last if last.is_file() else None
-    return resume
-
-
-class StopFlag:
-    """SIGTERM/SIGINT (pre-emption, Ctrl-C) set a flag; the loop saves a state after the current step and exits.
-    A context manager, so the previous handlers come back afterwards."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self):
-        self.signum = None
-
-    def __enter__(self):
-        self._previous = {s: signal.signal(s, self._set) for s in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc):
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-
-    def _set(self, signum, frame):
-        self.signum = signum
-
-    def __call__(self) -> bool:
-        return self.signum is not None
-
-
 def fit(cfg: TrainConfig) -> dict:
-    """Train, validate each epoch, keep best/last; returns the final summary dict."""
+    """Train, validate each epoch (fp32), keep best/last/final; returns the summary dict."""
     if cfg.workers is None:
         cfg = dataclasses.replace(cfg, workers=default_workers())
+    use_deterministic(cfg.deterministic)
     info = D.init_distributed(cfg.device)
     try:
         with StopFlag() as stop:
             return _fit(cfg, info, stop)
     finally:
         D.cleanup()
-
-
-def make_loader(dataset, **kwargs) -> DataLoader:
-    # A private generator: creating a loader iterator must not consume the global RNG (dropout's stream), or a
-    # run resumed mid-epoch would draw different dropout masks. Augmentation is seeded per sample anyway.
-    return DataLoader(dataset, generator=torch.Generator().manual_seed(0), **kwargs)
 
 
 def _fit(cfg: TrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:
@@ -143,136 +76,49 @@ def _fit(cfg: TrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:
                                   num_classes=cfg.num_classes, seed=cfg.seed)
     val_ds = ImageFolderDataset(val_dir, build_transforms(data_config, False), labelled=True,
                                 num_classes=cfg.num_classes)
-    sampler = D.ResumableSampler(train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True,
-                                 seed=cfg.seed, drop_last=True)
-    micro_per_step = cfg.batch_size * cfg.accum_steps
-    steps_per_epoch = sampler.num_samples // micro_per_step
-    if steps_per_epoch == 0:
-        raise UserError(f"{len(train_ds)} training images are fewer than one optimizer step "
-                        f"({cfg.batch_size} x {cfg.accum_steps} x {info.world_size} devices)")
+    check_images(train_ds.paths + val_ds.paths, workers=cfg.workers, info=info,
+                 skip_hint="Move them out of the folder to train without them.")
     val_loader = make_loader(Subset(val_ds, D.shard_indices(len(val_ds), info)), batch_size=cfg.batch_size * 2,
-                         num_workers=cfg.workers, pin_memory=info.device.type == "cuda")
-
+                             num_workers=cfg.workers, pin_memory=info.device.type == "cuda")
     optimizer = build_optimizer(cfg, model, info.device)
-    total_steps = cfg.epochs * steps_per_epoch
-    scheduler = CosineLRScheduler(optimizer, t_initial=total_steps, lr_min=cfg.min_lr, warmup_lr_init=cfg.lr * 0.01,
-                                  warmup_t=int(cfg.warmup_epochs * steps_per_epoch), t_in_epochs=False)
-    amp_dtype = amp_dtype_for(cfg.amp, info.device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-
-    progress = {"epoch": 0, "step": 0, "best_acc": -1.0, "history": [], "loss_sum": 0.0, "count": 0,
-                "train_seconds": 0.0}
-    resume = resume_path(cfg.resume, out)
-    if resume is not None:
-        progress = apply_state(load_state(resume), model=model, optimizer=optimizer, scaler=scaler, rank=info.rank)
-        if info.is_main:
-            print(f"resumed from {resume} at epoch {progress['epoch']} step {progress['step']}")
-    scheduler.step_update(num_updates=progress["epoch"] * steps_per_epoch + progress["step"])
-
-    train_model = model
-    if cfg.compile:
-        train_model = torch.compile(train_model)
-    if info.enabled:
-        train_model = DistributedDataParallel(train_model, device_ids=[info.device] if info.device.type == "cuda"
-                                              else None)
-    if info.is_main:
-        print(f"training {cfg.model} at {img_size}px on {info.world_size} x {info.device.type}: "
-              f"{len(train_ds)} train / {len(val_ds)} val images, effective batch {micro_per_step * info.world_size} "
-              f"({cfg.batch_size} per device x {info.world_size} devices x {cfg.accum_steps} accumulation), "
-              f"lr {cfg.lr:g} ({cfg.opt}), {steps_per_epoch} steps/epoch, amp {amp_dtype}")
-
-    clock = {"mark": time.time()}
-
-    def tick():
-        """Wall time spent training, carried across resumes (the report's 'wall time')."""
-        now = time.time()
-        progress["train_seconds"] = progress.get("train_seconds", 0.0) + now - clock["mark"]
-        clock["mark"] = now
-
     ckpt_config = {"model": cfg.model, "num_classes": cfg.num_classes, "img_size": img_size,
-                   "train_device": D.device_name(info),
-                   "data_config": data_config, "train_config": cfg.to_dict()}
+                   "train_device": D.device_name(info), "data_config": data_config, "train_config": cfg.to_dict()}
 
-    def save_last():
-        tick()
-        rngs = D.all_gather_objects(capture_rng(), info)
-        if info.is_main:
-            save_state(out / "last.safetensors", model=model, optimizer=optimizer, scaler=scaler,
-                       progress=progress, rngs=rngs, config=cfg.to_dict())
+    def val_metrics():
+        val = evaluate(model, val_loader, info=info)
+        return {"val_loss": val["loss"], "val_acc": val["acc"], "val_count": val["count"]}
 
-    stopping = {"now": False}
-
-    def on_step(step, loss_sum, count):
-        # One tiny all-reduce per step: the epoch's loss is summed in the same order whether or not the run was
-        # interrupted (so a resumed log matches to the bit), and ranks, which get signals at slightly different
-        # times, agree on stopping so that all of them save together.
-        loss_sum, count, stops = D.all_reduce_sum([loss_sum, count, float(stop())], info)
-        progress["loss_sum"] += loss_sum
-        progress["count"] += int(count)
-        progress["step"] = step
-        stopping["now"] = stops > 0
-        if (cfg.save_every and step % cfg.save_every == 0 and step < steps_per_epoch) or stopping["now"]:
-            save_last()
-
-    while progress["epoch"] < cfg.epochs:
-        epoch = progress["epoch"]
-        t0 = time.time()
-        sampler.set_epoch(epoch)
-        train_ds.set_epoch(epoch)
-        sampler.set_start(progress["step"] * micro_per_step)
-        loader = make_loader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                         drop_last=True, pin_memory=info.device.type == "cuda")
-        train_one_epoch(train_model, loader, optimizer, scheduler, scaler, info=info, epoch=epoch,
-                        step_in_epoch=progress["step"], steps_per_epoch=steps_per_epoch,
-                        accum_steps=cfg.accum_steps, loss_fn=classification_loss(cfg.label_smoothing),
-                        clip_grad=cfg.clip_grad,
-                        amp_dtype=amp_dtype, on_step=on_step, should_stop=lambda: stopping["now"])
-        if stopping["now"]:
-            signum = stop.signum or signal.SIGTERM
-            if info.is_main:
-                print(f"stopped by signal {signum}; state saved to {out / 'last.safetensors'}, "
-                      "continue with --resume auto")
-            raise SystemExit(128 + signum)
-        val = evaluate(model, val_loader, info=info, amp_dtype=amp_dtype)
-        row = {"epoch": epoch, "train_loss": progress["loss_sum"] / max(progress["count"], 1),
-               "val_loss": val["loss"], "val_acc": val["acc"], "lr": optimizer.param_groups[0]["lr"]}
-        progress["history"].append(row)
-        improved = val["acc"] > progress["best_acc"]
+    def end_epoch(epoch, row, improved):
         if improved:
-            progress["best_acc"] = val["acc"]
-        progress.update(epoch=epoch + 1, step=0, loss_sum=0.0, count=0)
-        if info.is_main:
-            write_log(out / "log.csv", progress["history"])
-            if improved:
-                save_checkpoint(out / "best.safetensors", model,
-                                dict(ckpt_config, val_acc=val["acc"], epoch=epoch))
-            print(f"epoch {epoch}: train_loss {row['train_loss']:.4f} val_loss {val['loss']:.4f} "
-                  f"val_acc {val['acc']:.4f} ({val['count']} images, {time.time() - t0:.0f}s)"
-                  + (" *best*" if improved else ""))
-        save_last()
+            save_checkpoint(out / "best.safetensors", model, dict(ckpt_config, val_acc=row["val_acc"], epoch=epoch))
+        print(f"epoch {epoch}: train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
+              f"val_acc {row['val_acc']:.4f} ({row['val_count']} images, {row['seconds']:.0f}s)"
+              + (" *best*" if improved else ""), flush=True)
 
-    summary = {"best_acc": progress["best_acc"], "epochs": cfg.epochs, "output_dir": str(out)}
-    if info.is_main:
+    def end_run(progress):
         history = progress["history"]
-        best_epoch = max(history, key=lambda r: r["val_acc"])["epoch"] if history else None
-        atomic_write_text(out / "run.json", json.dumps({
-            "best_val_acc": progress["best_acc"], "best_epoch": best_epoch, "train_seconds": progress["train_seconds"],
-            "device": D.device_name(info), "world_size": info.world_size, "config": cfg.to_dict(),
-            "versions": library_versions()}, indent=2) + "\n")
         save_checkpoint(out / "final.safetensors", model,
-                        dict(ckpt_config, val_acc=progress["history"][-1]["val_acc"] if progress["history"] else None,
-                             epoch=cfg.epochs - 1))
-        _final_plots(out, progress["history"], val_ds, cfg, info)
-        print(f"best val accuracy {progress['best_acc']:.4f}; checkpoint {out / 'best.safetensors'}")
-    D.barrier(info)
-    return summary
+                        dict(ckpt_config, val_acc=history[-1]["val_acc"] if history else None, epoch=cfg.epochs - 1))
+        if history:
+            _final_plots(out, history, val_ds, cfg, info)
+            print(f"best val accuracy {progress['best']:.4f}; checkpoint {out / 'best.safetensors'}")
+        best_epoch = max(history, key=lambda r: r["val_acc"])["epoch"] if history else None
+        return {"best_val_acc": progress["best"], "best_epoch": best_epoch}
+
+    task = Task(model=model, optimizer=optimizer, schedule=lambda spe: build_schedule(cfg, optimizer, spe),
+                train_set=train_ds, loss_fn=classification_loss(cfg.label_smoothing), evaluate=val_metrics,
+                log_fields=LOG_FIELDS, best_metric="val_acc", end_epoch=end_epoch, end_run=end_run,
+                identity={"model": cfg.model, "img_size": img_size, "num_classes": cfg.num_classes,
+                          "train_dir": str(train_dir.resolve()), "val_dir": str(val_dir.resolve())},
+                describe=f"{cfg.model} at {img_size}px ({len(val_ds)} val images, {cfg.opt})", versions=("timm",))
+    progress = fit_loop(cfg, info, task, stop)
+    return {"best_acc": progress["best"], "epochs": cfg.epochs, "output_dir": str(out)}
 
 
 def _final_plots(out: Path, history, val_ds, cfg, info) -> None:
     """Loss/accuracy curves and the best model's confusion matrix on val."""
     from .plotting import plot_confusion, plot_curves
-    if history:
-        plot_curves(history, out / "curves.png")
+    plot_curves(history, out / "curves.png")
     best, _ = load_checkpoint(out / "best.safetensors", device=info.device)
     loader = make_loader(val_ds, batch_size=cfg.batch_size * 2, num_workers=cfg.workers)
     val = evaluate(best, loader, info=D.DistInfo(device=info.device))

@@ -25,12 +25,24 @@ class DistInfo:
         return self.world_size > 1
 
 
+def rank_device(device: str, local_rank: int, world_size: int) -> torch.device:
+    """This process's device. Under torchrun every rank drives its own GPU, ``cuda:LOCAL_RANK``, whatever index
+    ``--device cuda:N`` named (N would put every rank on one GPU); a single process honours ``cuda:N``."""
+    dev = pick_device(device, local_rank)
+    if dev.type == "cuda" and world_size > 1 and dev.index != local_rank:
+        if local_rank == 0:
+            print(f"note: --device {device} under torchrun: each rank uses its own GPU, cuda:LOCAL_RANK")
+        dev = torch.device("cuda", local_rank)
+    return dev
+
+
 def init_distributed(device: str = "auto") -> DistInfo:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1); NCCL on GPUs, gloo on CPU."""
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); NCCL on GPUs, gloo on CPU. Only this
+    reads torchrun's environment (WORLD_SIZE, RANK, LOCAL_RANK)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = pick_device(device, local_rank)
+    dev = rank_device(device, local_rank, world_size)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world_size > 1 and not dist.is_initialized():

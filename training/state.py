@@ -5,13 +5,14 @@ and every RNG that affects the run, per rank. Loading never unpickles.
 """
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from hw3io import UserError, read_tensors, save_tensors
 
-STATE_FORMAT = "vitpet-state/1"
+STATE_FORMAT = "hw3-training-state/1"
 
 
 def capture_rng() -> dict:
@@ -66,7 +67,7 @@ def load_state(path) -> dict:
     """Read a state file into plain dicts (see :func:`apply_state`)."""
     tensors, meta = read_tensors(path, "training state")
     if meta.get("format") != STATE_FORMAT:
-        raise UserError(f"not a vitpet training state: {path}")
+        raise UserError(f"not a training state of p1_train.py or p2_train.py: {path}")
     return {"tensors": tensors, **{k: json.loads(v) for k, v in meta.items() if k != "format"}}
 
 
@@ -84,8 +85,27 @@ def apply_state(state: dict, *, model, optimizer, scaler, rank: int) -> dict:
     optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
     if state["scaler"] and scaler.is_enabled():
         scaler.load_state_dict(state["scaler"])
-    rng_metas = state["rng_meta"]
-    r = rank if rank < len(rng_metas) else 0  # a different world size still resumes, just not bitwise
-    restore_rng({"meta": rng_metas[r],
-                 "tensors": {k.split(".", 2)[2]: v for k, v in t.items() if k.startswith(f"rng.{r}.")}})
+    restore_rng({"meta": state["rng_meta"][rank],
+                 "tensors": {k.split(".", 2)[2]: v for k, v in t.items() if k.startswith(f"rng.{rank}.")}})
     return state["progress"]
+
+
+def resume_path(resume, out: Path):
+    """``--resume``: a state file, or "auto" for OUTPUT_DIR/last.safetensors when it exists (else a fresh start)."""
+    if resume == "auto":
+        last = out / "last.safetensors"
+        return last if last.is_file() else None
+    return resume
+
+
+def check_resumable(path, saved: dict, now: dict, saved_epochs: int, epochs: int) -> None:
+    """A resumed run continues the same run: the settings in ``now`` (batch size, accumulation, world size, seed,
+    model, image size, data...) decide the data order and the schedule, so any change is refused, naming it. More
+    (or fewer) epochs are allowed: the schedule is stretched from the current step on."""
+    changed = [f"{k} was {saved.get(k)!r}, now {v!r}" for k, v in now.items() if saved.get(k) != v]
+    if changed:
+        raise UserError(f"cannot resume {path}: {'; '.join(changed)} (resume with the run's settings, or start a new "
+                        "--output-dir)")
+    if saved_epochs != epochs:
+        print(f"note: {path} was a {saved_epochs}-epoch run, now {epochs} epochs: the lr schedule changes from "
+              "here on")
