@@ -34,7 +34,7 @@ def script_repo(tmp_path) -> Path:
     repo.mkdir()
     for name in ["hw3_1.sh", "hw3_2.sh", "p1_fetch.py", "p1_inference.py", "p1_publish.py", "p2_caption_attn.py"]:
         shutil.copy(ROOT / name, repo / name)
-    for pkg in ["hw3io", "vitpet", "catr"]:
+    for pkg in ["hw3io", "training", "vitpet", "catr"]:
         (repo / pkg).symlink_to(ROOT / pkg)
     (repo / "checkpoints").mkdir()
     return repo

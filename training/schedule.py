@@ -18,7 +18,8 @@ class StepSchedule:
         if kind not in ("cosine", "step"):
             raise ValueError(f"unknown schedule {kind!r}")
         self.optimizer = optimizer
-        self.base = [g["lr"] * g.get("lr_scale", 1.0) for g in optimizer.param_groups]
+        # "initial_lr" as torch's schedulers keep it: the group's own lr before any schedule touched it
+        self.base = [g.setdefault("initial_lr", g["lr"]) * g.get("lr_scale", 1.0) for g in optimizer.param_groups]
         self.total, self.warmup, self.kind = total, warmup, kind
         self.min_factor, self.drop_every, self.warmup_factor = min_factor, drop_every, warmup_factor
 
