@@ -301,3 +301,53 @@ def test_a_checkpoint_from_a_newer_version_is_one_error_line(tmp_path):
                 str(write_vocab(tmp_path / "vocab.txt"))])
     assert_one_line_error(proc, "future_field", "newer version")
     assert not (tmp_path / "out").exists()
+
+
+def test_torchrun_two_ranks_with_bf16_and_accumulation_train_a_checkpoint_hw3_2_reads(world, tmp_path):
+    """CATR trains like Problem 1: torchrun DDP (gloo here), --amp and --accum-steps through the same core."""
+    out = tmp_path / "ddp"
+    proc = run(["python3", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                *train_args(world, out, "--epochs", "1", "--batch-size", "4", "--accum-steps", "2", "--amp", "bf16")[1:]],
+               OMP_NUM_THREADS="1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "on 2 x cpu" in proc.stdout and "effective batch 16 (4 per device x 2 devices x 2 accumulation)" in \
+        proc.stdout and "amp bfloat16" in proc.stdout
+    assert sum(l.startswith("epoch 0:") for l in proc.stdout.splitlines()) == 1  # rank 0 alone reports
+    assert "(4 images captioned" in proc.stdout  # val split over the ranks, counted once
+    attn = tmp_path / "attn"
+    proc = subprocess.run(["bash", "hw3_2.sh", str(world / "val" / "images"), str(attn)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env=script_env(CATR_CHECKPOINT=str(out / "checkpoint.pth"), CATR_VOCAB=str(out / "vocab.txt")))
+    assert proc.returncode == 0, proc.stderr
+    assert len(list(attn.glob("*.png"))) == len(list((world / "val" / "images").glob("*.png")))
+
+
+def test_official_preset_trains_a_step_offline_from_a_random_resnet(world, tmp_path):
+    from synth.captionworld import write_split
+    write_split(tmp_path / "two", 2, seed=3)
+    out = tmp_path / "catr"
+    proc = run(["python3", "p2_train.py", "--preset", "catr", "--backbone-weights", "none",
+                "--train-annotations", str(tmp_path / "two" / "captions.json"),
+                "--train-images", str(tmp_path / "two" / "images"),
+                "--val-annotations", str(tmp_path / "two" / "captions.json"),
+                "--val-images", str(tmp_path / "two" / "images"), "--vocab", str(world / "vocab.txt"),
+                "--epochs", "1", "--batch-size", "2", "--workers", "0", "--caption-eval-images", "0",
+                "--output-dir", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resnet101 starts at random" in proc.stdout and "6+6 layers" in proc.stdout
+    assert "1 steps/epoch" in proc.stdout and (out / "checkpoint.pth").is_file()
+
+
+def test_corrupt_images_end_the_run_before_the_first_step(world, tmp_path):
+    import shutil
+    copy = tmp_path / "train"
+    shutil.copytree(world / "train", copy)
+    bad = sorted((copy / "images").glob("*.png"))[7]
+    bad.write_bytes(b"\x89PNG broken")
+    out = tmp_path / "run"
+    args = train_args(world, out)
+    args[args.index("--train-annotations") + 1] = str(copy / "captions.json")
+    args[args.index("--train-images") + 1] = str(copy / "images")
+    proc = run(args)
+    assert_one_line_error(proc, "1 of ", "do not decode", bad.name, "from the COCO file")
+    assert not (out / "last.safetensors").exists()

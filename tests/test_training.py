@@ -163,3 +163,23 @@ def test_image_check_names_every_bad_file(tmp_path):
     msg = str(e.value)
     assert msg.startswith(f"{len(bad)} of 40 images do not decode: ") and msg.endswith("Move them out.")
     assert all(str(p) in msg for p in bad[:SHOWN]) and f"and {len(bad) - SHOWN} more" in msg
+
+
+def test_catr_imports_neither_vitpet_nor_timm():
+    from helpers import run
+    code = ("import pkgutil, importlib, sys, catr\n"
+            "for m in pkgutil.iter_modules(catr.__path__): importlib.import_module('catr.' + m.name)\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'timm', 'vitpet'}))")
+    proc = run(["python3", "-c", code])
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+def test_deterministic_mode(monkeypatch):
+    from training.seeding import use_deterministic
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    try:
+        use_deterministic(True)
+        import os
+        assert torch.are_deterministic_algorithms_enabled() and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        torch.use_deterministic_algorithms(False)
