@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo test grade report bench clean
+.PHONY: setup demo test grade report bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,10 @@ bench: $(STAMP)
 	python3 bench/bench_catr_decode.py
 	python3 bench/bench_p1_int8.py
 	python3 bench/bench_catr_train.py
+
+# On a CUDA machine: one table of everything that differs there (scripts/gpu_check.py; --cpu runs it at toy sizes).
+gpu-check: $(STAMP)
+	python3 scripts/gpu_check.py
 
 clean:
 	rm -rf $(VENV) demo_out

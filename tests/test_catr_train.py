@@ -307,8 +307,8 @@ def test_torchrun_two_ranks_with_bf16_and_accumulation_train_a_checkpoint_hw3_2_
     """CATR trains like Problem 1: torchrun DDP (gloo here), --amp and --accum-steps through the same core."""
     out = tmp_path / "ddp"
     proc = run(["python3", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                *train_args(world, out, "--epochs", "1", "--batch-size", "4", "--accum-steps", "2", "--amp", "bf16")[1:]],
-               OMP_NUM_THREADS="1")
+                *train_args(world, out, "--epochs", "1", "--batch-size", "4", "--accum-steps", "2",
+                            "--amp", "bf16")[1:]], OMP_NUM_THREADS="1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "on 2 x cpu" in proc.stdout and "effective batch 16 (4 per device x 2 devices x 2 accumulation)" in \
         proc.stdout and "amp bfloat16" in proc.stdout
@@ -317,7 +317,8 @@ def test_torchrun_two_ranks_with_bf16_and_accumulation_train_a_checkpoint_hw3_2_
     attn = tmp_path / "attn"
     proc = subprocess.run(["bash", "hw3_2.sh", str(world / "val" / "images"), str(attn)], cwd=ROOT,
                           capture_output=True, text=True, timeout=300,
-                          env=script_env(CATR_CHECKPOINT=str(out / "checkpoint.pth"), CATR_VOCAB=str(out / "vocab.txt")))
+                          env=script_env(CATR_CHECKPOINT=str(out / "checkpoint.pth"),
+                                         CATR_VOCAB=str(out / "vocab.txt")))
     assert proc.returncode == 0, proc.stderr
     assert len(list(attn.glob("*.png"))) == len(list((world / "val" / "images").glob("*.png")))
 
