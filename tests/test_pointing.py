@@ -33,15 +33,20 @@ def test_planted_maps_always_hit_and_noise_scores_the_box_area():
     assert peak(np.eye(3)[::-1]) == (2.5, 0.5)  # first maximum in row-major order, pixel centre
 
 
-@pytest.mark.parametrize("size", [(96, 80), (80, 96), (301, 200)])
-def test_boxes_move_into_the_view_like_the_pixels(size):
+@pytest.mark.parametrize("crop_mode, crop_pct", [("center", None), ("squash", 0.875), ("border", 0.875),
+                                                 ("border", 1.0), ("squash", 1.0)])
+@pytest.mark.parametrize("size", [(96, 80), (80, 96), (301, 200), (40, 150)])
+def test_boxes_move_into_the_view_like_the_pixels(size, crop_mode, crop_pct):
+    """Every crop mode of timm's data config: the box drawn into the image lands where box_in_view says."""
     cfg = resolve_model_data_config(build_model("vit_demo_patch8", pretrained=False))
+    cfg = dict(cfg, crop_mode=crop_mode, crop_pct=crop_pct or cfg["crop_pct"])
     img = Image.new("RGB", size, (0, 0, 0))
     box = [size[0] // 3, size[1] // 4, size[0] // 4, size[1] // 3]  # x, y, w, h
     ImageDraw.Draw(img).rectangle((box[0], box[1], box[0] + box[2] - 1, box[1] + box[3] - 1), fill=(255, 255, 255))
     view = build_view_transform(cfg)(img)[0].numpy()
     ys, xs = np.nonzero(view > 0.5)
     x0, y0, x1, y1 = box_in_view(box, view_geometry(cfg, size))
+    (x0, x1), (y0, y1) = np.clip((x0, x1), 0, view.shape[1]), np.clip((y0, y1), 0, view.shape[0])  # a crop cuts it
     assert abs(xs.min() - x0) <= 1 and abs(ys.min() - y0) <= 1
     assert abs(xs.max() + 1 - x1) <= 1 and abs(ys.max() + 1 - y1) <= 1
 

@@ -20,14 +20,25 @@ from .data import build_view_transform
 from .explain import view_and_input
 
 
+# Transforms of the eval pipeline that leave pixel positions where they are.
+NEUTRAL = {"ToTensor", "PILToTensor", "MaybeToTensor", "MaybePILToTensor", "Normalize", "ConvertImageDtype",
+           "ToDtype", "ToImage"}
+
+
 def view_geometry(data_config: dict, size: tuple[int, int]) -> tuple[float, float, int, int]:
     """(scale_x, scale_y, left, top): original pixel (x, y) lands at (x * sx - left, y * sy - top) in the view,
-    following torchvision's Resize (shorter side to an int) and CenterCrop as built by ``build_view_transform``."""
+    following the eval transforms ``build_view_transform`` builds for every crop mode of timm's data config:
+    torchvision's Resize (shorter side to an int, or both sides) or timm's ResizeKeepRatio, then CenterCrop or
+    timm's CenterCropOrPad (padding, when the crop is larger than the image, gives a negative offset). Any other
+    transform is refused: a map placed by a guess would be silently wrong."""
+    from PIL import Image
+    from timm.data.transforms import ResizeKeepRatio
     from torchvision.transforms import CenterCrop, Resize
     w, h = size
     sx = sy = 1.0
     left = top = 0
     for t in build_view_transform(data_config).transforms:
+        name = type(t).__name__
         if isinstance(t, Resize):
             if isinstance(t.size, int) or len(t.size) == 1:  # the shorter side to this length, aspect kept
                 target = t.size if isinstance(t.size, int) else t.size[0]
@@ -35,10 +46,23 @@ def view_geometry(data_config: dict, size: tuple[int, int]) -> tuple[float, floa
                 nw, nh = (target, int(target * long / short)) if w <= h else (int(target * long / short), target)
             else:
                 nh, nw = t.size
-            sx, sy, w, h = sx * nw / w, sy * nh / h, nw, nh
-        elif isinstance(t, CenterCrop):
+        elif isinstance(t, ResizeKeepRatio):
+            nh, nw = t.get_params(Image.new("L", (w, h)), t.size, t.longest)  # its own arithmetic, as it resizes
+        elif isinstance(t, CenterCrop) or name == "CenterCropOrPad":
             ch, cw = t.size
-            top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
+            # both pad a side shorter than the crop first ((crop - side) // 2 before it), then crop the centre
+            pad_left, pad_top = max(cw - w, 0) // 2, max(ch - h, 0) // 2
+            left = int(round((max(w, cw) - cw) / 2.0)) - pad_left
+            top = int(round((max(h, ch) - ch) / 2.0)) - pad_top
+            w, h = cw, ch
+            continue
+        elif name in NEUTRAL:
+            continue
+        else:
+            raise UserError(f"cannot place attention maps for the eval transform {name} (crop mode "
+                            f"{data_config.get('crop_mode')!r}); pointing supports the crop modes center, squash "
+                            "and border")
+        sx, sy, w, h = sx * nw / w, sy * nh / h, nw, nh
     return sx, sy, left, top
 
 
