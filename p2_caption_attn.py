@@ -31,7 +31,7 @@ def main(argv=None):
     from catr.pipeline import caption_folder
     from hw3io import pick_device
     written = caption_folder(a.images, a.output_dir, checkpoint=a.checkpoint, version=a.version, url=a.checkpoint_url,
-                             vocab=a.vocab, layer=a.layer, heads=a.heads, device=pick_device(a.device))
+                             vocab=a.vocab, layer=a.layer, heads=a.heads, device=pick_device(a.device, say_cpu=True))
     print(f"wrote {len(written)} PNG(s) to {a.output_dir}")
 
 

@@ -65,7 +65,7 @@ def run_inference(checkpoint, images, output, *, batch_size=32, workers=None, de
                 print("note: --quantize int8 runs on the CPU; the GPU is not used", file=sys.stderr)
             device = "cpu"
         require_cpu(device)  # an explicit GPU is refused in one line, before anything is loaded
-    dev = pick_device(device)
+    dev = pick_device(device, say_cpu=True)
     model, config = load_checkpoint(checkpoint, device=dev)
     if quantize == "int8":
         model = quantize_int8(model, dev)
