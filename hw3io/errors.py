@@ -26,8 +26,8 @@ def run_cli(main, argv=None) -> int:
         return 130
 
 
-RUNTIME_MODULES = ("torch", "torchvision", "timm", "numpy", "PIL", "pandas", "matplotlib", "tqdm", "safetensors",
-                   "tokenizers", "huggingface_hub")
+P1_MODULES = ("torch", "torchvision", "timm", "numpy", "PIL", "pandas", "matplotlib", "tqdm", "safetensors")
+RUNTIME_MODULES = (*P1_MODULES, "tokenizers", "huggingface_hub")  # Problem 2 adds the BERT tokenizer and its hub
 
 
 def require_packages(modules=RUNTIME_MODULES) -> None:

@@ -101,6 +101,27 @@ def test_hw3_1_downloads_checks_and_keeps_the_model(tiny_checkpoint, pet_data, t
         assert sha256_file(kept) == sha256_file(tiny_checkpoint)
 
 
+def test_hw3_1_downloads_a_mirror_into_a_clone_without_checkpoints(tiny_checkpoint, pet_data, tmp_path):
+    repo, home = script_repo(tmp_path), tmp_path / "home"
+    home.mkdir()
+    (repo / "checkpoints").rmdir()
+    with LoopbackServer({MODEL: tiny_checkpoint.read_bytes()}) as server:
+        proc = _hw3_1(repo, pet_data / "val", "a.csv", home,
+                      P1_CHECKPOINT_URL=f"{server.url(MODEL)} {sha256_file(tiny_checkpoint)}")
+    assert proc.returncode == 0, proc.stderr
+    assert sha256_file(repo / "checkpoints" / "p1_vit_b16.safetensors") == sha256_file(tiny_checkpoint)
+
+
+def test_the_download_check_needs_only_problem_1s_packages(tiny_checkpoint, tmp_path):
+    url_file = tmp_path / "p1.url"
+    url_file.write_text(f"http://127.0.0.1:9/m {sha256_file(tiny_checkpoint)}\n")
+    code = ("import runpy, sys; sys.modules['tokenizers'] = sys.modules['huggingface_hub'] = None; "
+            f"sys.argv = ['p1_fetch.py', 'need', {str(tmp_path / 'm.safetensors')!r}, '--url-file', {str(url_file)!r}]; "
+            f"sys.path.insert(0, {str(ROOT)!r}); runpy.run_path({str(ROOT / 'p1_fetch.py')!r}, run_name='__main__')")
+    proc = run(["python3", "-c", code])
+    assert proc.returncode == 0 and proc.stdout.strip() == "http://127.0.0.1:9/m", proc.stderr
+
+
 def test_hw3_1_without_a_recorded_model_says_what_to_do(pet_data, tmp_path):
     repo = script_repo(tmp_path)
     proc = _hw3_1(repo, pet_data / "val", tmp_path / "a.csv", tmp_path)

@@ -61,6 +61,7 @@ def needs_download(checkpoint, url_file, url_override=None) -> str | None:
         if sha256_file(checkpoint) == sha:
             return None
         print(f"{checkpoint} is not the recorded model (sha256 differs); downloading it again", file=sys.stderr)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)  # wget -O writes there (a fresh clone may lack the folder)
     return url
 
 
