@@ -10,11 +10,12 @@ square"), with three the objects from left to right ("a red circle , a blue squa
 import argparse
 import json
 import random
+import sys
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from hw3io import write_vocab as _write_vocab
+from hw3io import UserError, ensure_writable_dir, run_cli, write_vocab as _write_vocab
 from .shapes import COLOURS, SHAPES, draw_shape
 
 COLOUR_NAMES = ("red", "green", "blue", "yellow", "pink", "cyan")  # the first six of synth.shapes' colours
@@ -99,7 +100,9 @@ def main(argv=None):
     p.add_argument("--val", type=int, default=200, help="held-out scenes (default: 200)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    out = Path(a.out)
+    if a.train < 1 or a.val < 1:
+        raise UserError("--train and --val must be at least 1")
+    out = ensure_writable_dir(a.out)
     write_split(out / "train", a.train, seed=a.seed * 2 + 1)
     write_split(out / "val", a.val, seed=a.seed * 2 + 2, first_id=a.train + 1)
     write_vocab(out / "vocab.txt")
@@ -107,4 +110,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -76,9 +76,15 @@ def main(argv=None):
     p.add_argument("--val-per-class", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
+    from hw3io import UserError, ensure_writable_dir
+    if a.train_per_class < 1 or a.val_per_class < 1:
+        raise UserError("--train-per-class and --val-per-class must be at least 1")
+    ensure_writable_dir(a.out)
     make_dataset(a.out, a.train_per_class, a.val_per_class, seed=a.seed)
     print(f"wrote {37 * a.train_per_class} train and {37 * a.val_per_class} val images under {a.out}")
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+    from hw3io import run_cli
+    sys.exit(run_cli(main))
