@@ -20,7 +20,16 @@ def read_tensors(path, what: str) -> tuple[dict, dict]:
     if not path.is_file():
         raise UserError(f"{what} not found: {path}")
     try:
+        with open(path, "rb"):  # what the system refuses (permissions, a folder, I/O) is said as it is
+            pass
+    except OSError as e:
+        raise UserError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    try:
         with safetensors.safe_open(str(path), framework="pt") as f:
             return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
+    except MemoryError:
+        raise UserError(f"out of memory reading {what} {path} ({path.stat().st_size / 2**20:.0f} MiB)") from None
+    except OSError as e:
+        raise UserError(f"cannot read {what} {path}: {e.strerror or e}") from None
     except Exception as e:  # safetensors raises its own error types for truncated/garbage files
         raise UserError(f"not a valid {what}: {path} ({type(e).__name__})") from None

@@ -1,0 +1,47 @@
+"""hw3io.tensors: a file that is not a checkpoint says so; what the system refuses (permissions, memory) is said as
+what it is, not as a bad checkpoint."""
+import builtins
+
+import pytest
+import safetensors
+import torch
+
+from hw3io import UserError, read_tensors, save_tensors
+
+
+@pytest.fixture
+def saved(tmp_path):
+    path = tmp_path / "t.safetensors"
+    save_tensors(path, {"w": torch.ones(3)}, {"format": "x"})
+    return path
+
+
+def test_round_trip_and_garbage(saved, tmp_path):
+    tensors, meta = read_tensors(saved, "checkpoint")
+    assert torch.equal(tensors["w"], torch.ones(3)) and meta == {"format": "x"}
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"garbage" * 10)
+    with pytest.raises(UserError, match="not a valid checkpoint"):
+        read_tensors(bad, "checkpoint")
+
+
+def test_permission_denied_is_said_as_it_is(saved, monkeypatch):
+    real_open = builtins.open
+
+    def refusing_open(file, *args, **kwargs):
+        if str(file) == str(saved):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)
+    with pytest.raises(UserError, match=r"cannot read checkpoint .*: Permission denied$"):
+        read_tensors(saved, "checkpoint")
+
+
+def test_out_of_memory_is_said_as_it_is(saved, monkeypatch):
+    def no_memory(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(safetensors, "safe_open", no_memory)
+    with pytest.raises(UserError, match="out of memory reading training state"):
+        read_tensors(saved, "training state")
