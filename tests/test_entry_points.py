@@ -35,3 +35,24 @@ def test_bad_input_is_one_error_line(tmp_path, module, args, fragment):
     file.write_text("{}")
     proc = run(["python3", "-m", module, *[a.format(tmp=tmp_path, file=file) for a in args]], timeout=120)
     assert_one_line_error(proc, fragment)
+
+
+@pytest.mark.parametrize("script", ["p1_train.py", "p2_train.py"])
+def test_zero_epochs_is_one_error_line(script, tmp_path):
+    data = (["--data-dir", "x"] if script == "p1_train.py" else
+            ["--train-annotations", "x", "--train-images", "x", "--val-annotations", "x", "--val-images", "x"])
+    proc = run(["python3", script, "--epochs", "0", "--output-dir", str(tmp_path / "run"), *data])
+    assert_one_line_error(proc, "--epochs must be at least 1")
+    assert not (tmp_path / "run").exists()
+
+
+def test_help_says_what_is_required_and_quotes_only_measured_figures():
+    import re
+    help2 = " ".join(run(["python3", "p2_train.py", "--help"]).stdout.split())
+    for flag in ("--train-annotations", "--train-images", "--val-annotations", "--val-images"):
+        assert re.search(re.escape(flag) + r" \S+ [^-]*\(required\)", help2), flag
+    help1 = " ".join(run(["python3", "p1_inference.py", "--help"]).stdout.split())
+    readme = (ROOT / "README.md").read_text()
+    figures = re.findall(r"\d+(?:\.\d+)?x\b", help1)
+    assert figures and all(f in readme for f in figures), figures  # each one measured and documented
+    assert "bench/bench_p1_int8.py" in help1

@@ -71,6 +71,14 @@ class StopFlag:
         return self.signum is not None
 
 
+def check_config(cfg) -> None:
+    """Counts that must be positive, checked before anything is loaded (``--epochs 0`` would train nothing and
+    leave no checkpoint)."""
+    for name in ("epochs", "batch_size", "accum_steps"):
+        if getattr(cfg, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(cfg, name)}")
+
+
 def wrap_model(model, info: D.DistInfo, compile: bool):
     """The module the training steps run: DDP first, then ``torch.compile`` over it, as PyTorch's DDP notes advise:
     the compiler then splits the graph at DDP's bucket boundaries, so gradient all-reduces overlap the backward pass;
