@@ -143,11 +143,11 @@ def read_references(path) -> dict:
 
 
 def format_table(rows: dict, baseline: dict) -> str:
-    lines = ["| map | hit rate | object words |", "| --- | ---: | ---: |"]
-    lines += [f"| {name} | {s['maps']:.3f} | {s['count']} |" for name, s in rows.items()]
-    lines += [f"| image centre (baseline) | {baseline['centre']:.3f} | {baseline['count']} |",
-              f"| random point (baseline, expected) | {baseline['random']:.3f} | {baseline['count']} |"]
-    return "\n".join(lines)
+    from hw3io import markdown_table
+    body = [(name, f"{s['maps']:.3f}", s["count"]) for name, s in rows.items()]
+    body += [("image centre (baseline)", f"{baseline['centre']:.3f}", baseline["count"]),
+             ("random point (baseline, expected)", f"{baseline['random']:.3f}", baseline["count"])]
+    return markdown_table(("map", "hit rate", "object words"), body, "lrr")
 
 
 def _read_json(path, what):

@@ -16,6 +16,7 @@ _WHERE = {
     "save_tensors": "tensors", "read_tensors": "tensors",
     "progress": "progress", "report": "progress",
     "write_vocab": "vocab", "SPECIAL_TOKENS": "vocab",
+    "markdown_table": "tables",
 }
 
 __all__ = sorted(_WHERE)

@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from hw3io import atomic_path, atomic_write_text
+from hw3io import atomic_path, atomic_write_text, markdown_table
 
 CHROMIUM_NAMES = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome")
 CSS = """
@@ -47,9 +47,7 @@ def to_markdown(blocks, base: Path) -> str:
         elif kind == "code":
             out.append("```\n" + b[1] + "\n```")
         elif kind == "table":
-            headers, rows = b[1], b[2]
-            out.append("| " + " | ".join(map(str, headers)) + " |\n|" + " --- |" * len(headers) + "\n" +
-                       "\n".join("| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows))
+            out.append(markdown_table(b[1], b[2]))
         elif kind == "img":
             out.append(f"![{b[2]}]({os.path.relpath(b[1], base)})\n\n*{b[2]}*")
     return "\n\n".join(out) + "\n"

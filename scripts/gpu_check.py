@@ -252,9 +252,9 @@ def main(argv=None) -> int:
                 rows.append((name, f"{type(e).__name__}: {' '.join(str(e).split())[:300]}", "runs", False))
             print(f"[{time.time() - t0:.0f} s] {name} done", file=sys.stderr, flush=True)
     print(f"\n{env}; {time.time() - t0:.0f} s in all\n")
-    print("| check | result | expected | ok |\n| --- | --- | --- | --- |")
-    for name, result, expected, ok in rows:
-        print(f"| {name} | {result} | {expected} | {'-' if ok is None else 'yes' if ok else 'NO'} |")
+    from hw3io import markdown_table
+    print(markdown_table(("check", "result", "expected", "ok"),
+                         [(*r[:3], "-" if r[3] is None else "yes" if r[3] else "NO") for r in rows]))
     if args.json:
         Path(args.json).write_text(json.dumps({"environment": env, "rows": rows}, indent=1) + "\n")
     return 1 if any(ok is False for *_, ok in rows) else 0

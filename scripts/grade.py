@@ -132,9 +132,10 @@ def main(argv=None) -> int:
         else:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    print("\n| script | images | seconds | course limit | passed |\n| --- | ---: | ---: | ---: | --- |")
-    for name, n, secs, ok in rows:
-        print(f"| {name} | {n} | {secs:.1f} | {LIMIT_S} s | {'yes' if ok and secs < LIMIT_S else 'NO'} |")
+    from hw3io import markdown_table
+    print("\n" + markdown_table(("script", "images", "seconds", "course limit", "passed"),
+                                [(name, n, f"{secs:.1f}", f"{LIMIT_S} s", "yes" if ok and secs < LIMIT_S else "NO")
+                                 for name, n, secs, ok in rows], "lrrrl"))
     for f in failures:
         print(f"FAILED: {f}")
     print("grade: " + ("all checks passed" if not failures else f"{len(failures)} check(s) failed"))

@@ -113,3 +113,8 @@ def test_report_renders_in_a_real_browser(built):
     assert len(pdf.pages) >= sections == 5
     text = "".join(p.extract_text() for p in pdf.pages)
     assert "Final result: val accuracy" in text and "Problem 2" in text
+
+
+def test_markdown_tables_align_and_escape():
+    from hw3io import markdown_table
+    assert markdown_table(("map", "rate"), [("a|b", 0.5)], "lr") == "| map | rate |\n| --- | ---: |\n| a\\|b | 0.5 |"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from hw3io import UserError, list_images, load_rgb, run_cli, upsample
+from hw3io import UserError, list_images, load_rgb, markdown_table, run_cli, upsample
 from hw3io.pointing import score
 from .attention import capture_attention, cls_to_patches, patch_grid, rollout, to_grid
 from .data import build_view_transform
@@ -99,11 +99,10 @@ def pointing_game(model, data_config: dict, images, boxes: dict, device="cpu", b
 
 def format_table(results: dict) -> str:
     first = next(iter(results.values()))
-    rows = [("map", "hit rate", "images")] + [(k, f"{v['maps']:.3f}", str(v["count"])) for k, v in results.items()]
-    rows += [("image centre (baseline)", f"{first['centre']:.3f}", str(first["count"])),
-             ("random point (baseline, expected)", f"{first['random']:.3f}", str(first["count"]))]
-    return "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows[:1]) + "\n| --- | ---: | ---: |\n" + \
-        "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows[1:])
+    rows = [(k, f"{v['maps']:.3f}", v["count"]) for k, v in results.items()]
+    rows += [("image centre (baseline)", f"{first['centre']:.3f}", first["count"]),
+             ("random point (baseline, expected)", f"{first['random']:.3f}", first["count"])]
+    return markdown_table(("map", "hit rate", "images"), rows, "lrr")
 
 
 def main(argv=None):
