@@ -7,7 +7,6 @@ The run goes through the shared fit loop (``training.loop``), as Problem 1's doe
 ``checkpoint.pth``, which ``hw3_2.sh`` reads as it is (weights + ``catr_config``), and a copy of the vocabulary beside
 it.
 """
-import dataclasses
 import functools
 from pathlib import Path
 
@@ -15,12 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Subset
 
-from hw3io import UserError, atomic_path, atomic_write_text, default_workers, ensure_writable_dir, load_rgb, progress
+from hw3io import UserError, atomic_path, atomic_write_text, ensure_writable_dir, load_rgb, progress
 from training import distributed as D
 from training.images import check_images
-from training.loop import StopFlag, Task, fit as fit_loop
+from training.loop import StopFlag, Task, fit as fit_loop, launch
 from training.schedule import StepSchedule
-from training.seeding import make_loader, seed_everything, use_deterministic
+from training.seeding import make_loader, seed_everything
 from .backbone import Backbone, load_imagenet_weights
 from .caption import build_model, checkpoint_config
 from .config import ARCHITECTURES, CaptionTrainConfig, CATRConfig
@@ -149,18 +148,10 @@ def save_caption_checkpoint(path, model, config: CATRConfig, **extra) -> None:
 
 def fit(cfg: CaptionTrainConfig) -> dict:
     cfg = cfg.resolved()
-    if cfg.workers is None:
-        cfg = dataclasses.replace(cfg, workers=default_workers())
     for flag in ("train_annotations", "train_images", "val_annotations", "val_images"):
         if getattr(cfg, flag) is None:
             raise UserError(f"--{flag.replace('_', '-')} is required")
-    use_deterministic(cfg.deterministic)
-    info = D.init_distributed(cfg.device)
-    try:
-        with StopFlag() as stop:
-            return _fit(cfg, info, stop)
-    finally:
-        D.cleanup()
+    return launch(cfg, _fit)
 
 
 def _fit(cfg: CaptionTrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:

@@ -9,6 +9,7 @@ A problem hands ``fit`` a :class:`Task`: its model, optimizer, training set and 
 end of epoch, end of run). The config it passes needs the shared runtime fields (:class:`training.options.RunOptions`)
 and ``batch_size``, ``accum_steps``, ``epochs``, ``workers`` and ``clip_grad``.
 """
+import dataclasses
 import signal
 import time
 from dataclasses import dataclass
@@ -18,13 +19,13 @@ from typing import Callable
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from hw3io import UserError
+from hw3io import UserError, default_workers
 from . import distributed as D
 from .engine import train_one_epoch
 from .precision import choose_amp, grad_scaler
 from .runlog import library_versions, write_log, write_run_json
 from .schedule import StepSchedule
-from .seeding import make_loader
+from .seeding import make_loader, use_deterministic
 from .state import apply_state, capture_rng, check_resumable, load_state, resume_path, save_state
 
 
@@ -77,6 +78,21 @@ def check_config(cfg) -> None:
     for name in ("epochs", "batch_size", "accum_steps"):
         if getattr(cfg, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(cfg, name)}")
+
+
+def launch(cfg, body: Callable) -> dict:
+    """What every trainer's ``fit`` does around its ``body(cfg, info, stop)``: the config check, the worker count,
+    deterministic mode, torchrun's process group (left again however the body ends) and the stop flag."""
+    check_config(cfg)
+    if cfg.workers is None:
+        cfg = dataclasses.replace(cfg, workers=default_workers())
+    use_deterministic(cfg.deterministic)
+    info = D.init_distributed(cfg.device)
+    try:
+        with StopFlag() as stop:
+            return body(cfg, info, stop)
+    finally:
+        D.cleanup()
 
 
 def wrap_model(model, info: D.DistInfo, compile: bool):

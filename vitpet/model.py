@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import timm
-import torch
 from timm.data import resolve_data_config
 from timm.models import register_model
 

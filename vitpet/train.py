@@ -1,20 +1,19 @@
 """``fit(cfg)``: fine-tune a timm ViT on the pet folders through the shared fit loop (``training.loop``): plain
 python3 or torchrun, AMP, exact resume. This module builds what is Problem 1's: model, data, optimizer, the fp32 val
 accuracy that picks ``best.safetensors``, and the final files."""
-import dataclasses
 from pathlib import Path
 
 import torch
 from timm.optim import create_optimizer_v2
 from torch.utils.data import Subset
 
-from hw3io import UserError, default_workers, ensure_writable_dir
+from hw3io import UserError, ensure_writable_dir
 from training import distributed as D
 from training.engine import classification_loss, evaluate
 from training.images import check_images
-from training.loop import StopFlag, Task, fit as fit_loop
+from training.loop import StopFlag, Task, fit as fit_loop, launch
 from training.schedule import StepSchedule
-from training.seeding import make_loader, seed_everything, use_deterministic
+from training.seeding import make_loader, seed_everything
 from .config import TrainConfig
 from .data import ImageFolderDataset, build_transforms
 from .model import build_model, load_checkpoint, resolve_model_data_config, save_checkpoint
@@ -49,15 +48,7 @@ def resolve_dirs(cfg: TrainConfig) -> tuple[Path, Path]:
 
 def fit(cfg: TrainConfig) -> dict:
     """Train, validate each epoch (fp32), keep best/last/final; returns the summary dict."""
-    if cfg.workers is None:
-        cfg = dataclasses.replace(cfg, workers=default_workers())
-    use_deterministic(cfg.deterministic)
-    info = D.init_distributed(cfg.device)
-    try:
-        with StopFlag() as stop:
-            return _fit(cfg, info, stop)
-    finally:
-        D.cleanup()
+    return launch(cfg, _fit)
 
 
 def _fit(cfg: TrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:
