@@ -44,6 +44,10 @@ class Caption(nn.Module):
         hs, attn = self.transformer.decode(ids, ids_padding_mask, memory, mask, pos, attn_layer, attn_mode)
         return self.mlp(hs[:, -1:] if last_only else hs), attn
 
+    def step(self, ids, cache):
+        """Cached decoding: the tokens ids (B,) at position ``cache.length`` -> next-token logits (B, vocab)."""
+        return self.mlp(self.transformer.step(ids, cache))
+
     def forward(self, images, mask, ids, ids_padding_mask):
         """The official call: everything recomputed from pixels. Returns logits (B, T, vocab)."""
         memory, fmask, pos, _ = self.encode_image(images, mask)

@@ -1,10 +1,11 @@
-"""Greedy captioning and per-token cross-attention.
+"""Captioning (greedy or beam search) and per-token cross-attention.
 
-``greedy_decode`` runs backbone + encoder once per image and re-runs only the small decoder on the growing
-prefix; ``cross_attention`` then gets every token's map from one decoder pass over the final caption. The
-decoder is causal, so query position t sees exactly what it saw when it generated token t+1: these maps equal
-the step-by-step ones. ``naive_decode`` is the official predict loop (everything recomputed at 128 positions
-for every token), kept as the reference for tests and the benchmark.
+Backbone and encoder run once per image; the decoder then runs one position per token with a cache
+(``Transformer.step``: each layer's self-attention keys and values so far, the memory's keys and values projected
+once), so a caption of n tokens costs O(n) decoder work, not O(n^2). ``cross_attention`` then gets every token's
+map from one decoder pass over the chosen caption. The decoder is causal, so query position t sees exactly what it
+saw when it generated token t+1: these maps equal the step-by-step ones. ``naive_decode`` is the official predict
+loop (everything recomputed at 128 positions for every token), kept as the reference for tests and the benchmark.
 """
 from dataclasses import dataclass
 
@@ -23,17 +24,17 @@ class Decoded:
 def greedy_decode(model, images, mask, start_id, end_id, max_len=128, stop_at_end=True):
     """Token ids for one image. With ``stop_at_end=False`` decoding always runs to ``max_len`` positions (the
     benchmark uses this so both loops do the same work). Returns (ids, ended, encoded image)."""
-    memory, fmask, pos, grid = model.encode_image(images, mask)
-    ids = torch.tensor([[start_id]], device=images.device)
-    ended = False
-    while ids.shape[1] < max_len:
-        logits, _ = model.decode(ids, None, memory, fmask, pos, last_only=True)
-        nxt = logits[0, -1].argmax()
-        if stop_at_end and nxt.item() == end_id:
+    encoded = model.encode_image(images, mask)
+    cache = model.transformer.start_cache(*encoded[:3])
+    ids, ended = [], False
+    token = torch.tensor([start_id], device=images.device)
+    while len(ids) + 1 < max_len:
+        token = model.step(token, cache).argmax(-1)
+        if stop_at_end and token.item() == end_id:
             ended = True
             break
-        ids = torch.cat([ids, nxt.view(1, 1)], dim=1)
-    return ids[0, 1:].tolist(), ended, (memory, fmask, pos, grid)
+        ids.append(token.item())
+    return ids, ended, encoded
 
 
 @torch.no_grad()
@@ -42,18 +43,77 @@ def greedy_decode_batch(model, images, mask, start_id, end_id, max_len=128) -> l
     at a time as long as the images share one size (no padding: padded pixels would reach valid features through
     the convolutions); callers group by size."""
     memory, fmask, pos, _ = model.encode_image(images, mask)
+    cache = model.transformer.start_cache(memory, fmask, pos)
     B = images.shape[0]
-    ids = torch.full((B, 1), start_id, device=images.device)
+    tokens = [torch.full((B,), start_id, device=images.device)]
     ended = torch.zeros(B, dtype=torch.bool, device=images.device)
     lengths = torch.full((B,), max_len - 1, device=images.device)
-    while ids.shape[1] < max_len and not ended.all():
-        logits, _ = model.decode(ids, None, memory, fmask, pos, last_only=True)
-        nxt = logits[:, -1].argmax(-1)
+    while len(tokens) < max_len and not ended.all():
+        nxt = model.step(tokens[-1], cache).argmax(-1)
         newly = ~ended & (nxt == end_id)
-        lengths[newly] = ids.shape[1] - 1
+        lengths[newly] = len(tokens) - 1
         ended |= newly
-        ids = torch.cat([ids, nxt[:, None]], dim=1)
-    return [(ids[b, 1:1 + int(lengths[b])].tolist(), bool(ended[b])) for b in range(B)]
+        tokens.append(nxt)
+    ids = torch.stack(tokens[1:], 1).tolist() if len(tokens) > 1 else [[] for _ in range(B)]
+    return [(ids[b][:int(lengths[b])], bool(ended[b])) for b in range(B)]
+
+
+def length_penalty(length: int, alpha: float) -> float:
+    """GNMT's (Wu et al., 2016): ((5 + length) / 6) ** alpha; a finished caption's score is its summed
+    log-probability divided by it (alpha 0: plain sum, which favours short captions)."""
+    return ((5 + length) / 6) ** alpha
+
+
+def beam_search(step, start_id, end_id, beam: int, max_len: int, alpha: float, device="cpu"):
+    """Beam search over ``step(tokens (K,), parents (K,)) -> log-probabilities (K, vocab)``, where ``parents`` are
+    the indices of the beams (of the previous call) that ``tokens`` extend; the caller keeps its cache in step.
+
+    ``beam`` captions are extended per step and the ``beam`` best finished ones kept; a caption ends with
+    ``end_id`` (counted in its length) or at ``max_len`` positions, [CLS] included. The search stops when no live
+    caption can still beat the worst kept one: its log-probability only falls, and divided by the largest length
+    penalty it could reach it is an upper bound. Returns (ids, ended) of the best by length-normalised score.
+    With ``beam`` 1 and ``alpha`` 0 this is greedy decoding."""
+    prefixes, scores = [[]], torch.zeros(1, device=device)
+    tokens, parents = torch.tensor([start_id], device=device), torch.zeros(1, dtype=torch.long, device=device)
+    finished = []  # (normalised score, ids, ended), best first
+    best_possible = length_penalty(max_len - 1, alpha)
+    while True:
+        logp = step(tokens, parents)  # (K, V)
+        at_max = len(prefixes[0]) + 2 >= max_len  # this token fills the last position
+        total = (scores[:, None] + logp).flatten()
+        top = total.topk(min(2 * beam, total.numel()))
+        keep = []
+        for value, flat in zip(top.values.tolist(), top.indices.tolist()):
+            k, token = divmod(flat, logp.shape[1])
+            if token == end_id or at_max:
+                ids = prefixes[k] + ([] if token == end_id else [token])
+                finished.append((value / length_penalty(len(prefixes[k]) + 1, alpha), ids, token == end_id))
+            else:
+                keep.append((k, token, value))
+                if len(keep) == beam:
+                    break
+        finished = sorted(finished, key=lambda f: f[0], reverse=True)[:beam]
+        if not keep or (len(finished) == beam and keep[0][2] / best_possible <= finished[-1][0]):
+            break
+        parents = torch.tensor([k for k, _, _ in keep], device=device)
+        tokens = torch.tensor([t for _, t, _ in keep], device=device)
+        scores = torch.tensor([v for _, _, v in keep], device=device)
+        prefixes = [prefixes[k] + [t] for k, t, _ in keep]
+    return finished[0][1], finished[0][2]
+
+
+@torch.no_grad()
+def beam_decode(model, images, mask, start_id, end_id, beam=3, max_len=128, alpha=1.0):
+    """Beam search for one image on the cached decoder. Returns (ids, ended, encoded image)."""
+    encoded = model.encode_image(images, mask)
+    state = {"cache": model.transformer.start_cache(*encoded[:3])}
+
+    def step(tokens, parents):
+        cache = state["cache"] = state["cache"].select(parents)
+        return torch.log_softmax(model.step(tokens, cache).float(), -1)
+
+    ids, ended = beam_search(step, start_id, end_id, beam, max_len, alpha, images.device)
+    return ids, ended, encoded
 
 
 @torch.no_grad()
@@ -70,8 +130,14 @@ def cross_attention(model, encoded, start_id, ids, ended, layer=-1, heads=False)
     return attn[:T].reshape(T, *grid)
 
 
-def caption_image(model, images, mask, start_id, end_id, max_len=128, layer=-1, heads=False) -> Decoded:
-    ids, ended, encoded = greedy_decode(model, images, mask, start_id, end_id, max_len)
+def caption_image(model, images, mask, start_id, end_id, max_len=128, layer=-1, heads=False, beam=1,
+                  alpha=1.0) -> Decoded:
+    """Greedy (``beam`` 1, the default) or beam search with GNMT length penalty ``alpha``; then the maps of the
+    chosen caption in one pass."""
+    if beam > 1:
+        ids, ended, encoded = beam_decode(model, images, mask, start_id, end_id, beam, max_len, alpha)
+    else:
+        ids, ended, encoded = greedy_decode(model, images, mask, start_id, end_id, max_len)
     maps = cross_attention(model, encoded, start_id, ids, ended, layer, heads)
     return Decoded(ids, ended, maps.cpu(), encoded[3])
 

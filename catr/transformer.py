@@ -5,8 +5,14 @@ attention layer (image sine positions on the memory side, the learned token posi
 the decoder owns BERT-style word + position embeddings, and a decoder layer can return its cross-attention
 probabilities. Tensors are sequence-first, (L, B, C), like the original. Only the pre-norm variant the
 released checkpoints use is implemented.
+
+``Transformer.step`` decodes one position at a time with a ``DecoderCache``: each layer's self-attention keys and
+values of the positions so far, and the memory's cross-attention keys and values, projected once per image. It
+computes what ``decode`` computes for the last position (the decoder is causal), in O(T) per token instead of
+O(T^2).
 """
 import copy
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +72,55 @@ class TransformerDecoderLayer(nn.Module):
         tgt2 = self.norm3(tgt)
         tgt = tgt + self.dropout3(self.linear2(self.dropout(F.relu(self.linear1(tgt2)))))
         return tgt, weights
+
+    def project_memory(self, memory, pos):
+        """memory, pos (S, B, C) -> the cross-attention's keys and values, (B, heads, S, C/heads) each."""
+        C = memory.shape[-1]
+        w, b = self.multihead_attn.in_proj_weight, self.multihead_attn.in_proj_bias
+        k = F.linear((memory + pos).transpose(0, 1), w[C:2 * C], b[C:2 * C])
+        v = F.linear(memory.transpose(0, 1), w[2 * C:], b[2 * C:])
+        return _split_heads(k, self.multihead_attn.num_heads), _split_heads(v, self.multihead_attn.num_heads)
+
+    def step(self, x, query_pos, cache: list, memory_kv, memory_allowed):
+        """One new position: x (B, C), query_pos (C,). ``cache`` holds [keys, values] (B, heads, t, C/heads) of the
+        positions before it and grows by this one; ``memory_allowed`` (B, 1, 1, S) is False on padding."""
+        B, C = x.shape
+        h = self.self_attn.num_heads
+        x2 = self.norm1(x)
+        w, b = self.self_attn.in_proj_weight, self.self_attn.in_proj_bias
+        q, k = F.linear(x2 + query_pos, w[:2 * C], b[:2 * C]).chunk(2, dim=-1)
+        v = F.linear(x2, w[2 * C:], b[2 * C:])
+        k, v = _split_heads(k[:, None], h), _split_heads(v[:, None], h)  # (B, h, 1, hd)
+        cache[:] = [k, v] if cache[0] is None else [torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)]
+        a = F.scaled_dot_product_attention(_split_heads(q[:, None], h), cache[0], cache[1])  # earlier ones only
+        x = x + self.self_attn.out_proj(a.reshape(B, C))
+        x2 = self.norm2(x)
+        w, b = self.multihead_attn.in_proj_weight, self.multihead_attn.in_proj_bias
+        q = _split_heads(F.linear(x2 + query_pos, w[:C], b[:C])[:, None], h)
+        a = F.scaled_dot_product_attention(q, *memory_kv, attn_mask=memory_allowed)
+        x = x + self.multihead_attn.out_proj(a.reshape(B, C))
+        return x + self.linear2(F.relu(self.linear1(self.norm3(x))))
+
+
+def _split_heads(x, heads):
+    """(B, T, C) -> (B, heads, T, C / heads)."""
+    B, T, C = x.shape
+    return x.view(B, T, heads, C // heads).transpose(1, 2)
+
+
+@dataclass
+class DecoderCache:
+    """What ``Transformer.step`` keeps between positions, for B captions (beams) at once."""
+    self_kv: list          # per layer [keys, values] (B, heads, t, C/heads), None before the first step
+    memory_kv: list        # per layer (keys, values) (B, heads, S, C/heads)
+    memory_allowed: torch.Tensor  # (B, 1, 1, S), False on the image's padding
+    length: int = 0        # positions decoded so far
+
+    def select(self, index: torch.Tensor) -> "DecoderCache":
+        """The cache of captions ``index`` (B',): beam search keeps the beams it extends."""
+        pick = lambda t: t.index_select(0, index)  # noqa: E731
+        return DecoderCache([[None, None] if k is None else [pick(k), pick(v)] for k, v in self.self_kv],
+                            [(pick(k), pick(v)) for k, v in self.memory_kv], pick(self.memory_allowed), self.length)
 
 
 class TransformerEncoder(nn.Module):
@@ -145,6 +200,24 @@ class Transformer(nn.Module):
         causal = torch.ones(T, T, dtype=torch.bool, device=ids.device).triu(1)  # True = may not attend
         hs, attn = self.decoder(tgt, memory, causal, ids_padding_mask, mask, pos, query_pos, attn_layer, attn_mode)
         return hs.permute(1, 0, 2), attn
+
+    def start_cache(self, memory, mask, pos) -> DecoderCache:
+        """memory, pos (S, B, C) and mask (B, S) from ``encode`` -> an empty cache holding the memory's keys and
+        values for every decoder layer."""
+        return DecoderCache([[None, None] for _ in self.decoder.layers],
+                            [layer.project_memory(memory, pos) for layer in self.decoder.layers],
+                            ~mask[:, None, None, :])
+
+    def step(self, ids, cache: DecoderCache):
+        """ids (B,): the tokens at position ``cache.length`` -> the decoder's normed output there (B, C)."""
+        t = cache.length
+        emb = self.embeddings
+        x = emb.dropout(emb.LayerNorm(emb.word_embeddings(ids) + emb.position_embeddings.weight[t]))
+        query_pos = emb.position_embeddings.weight[t]
+        for layer, kv, mem in zip(self.decoder.layers, cache.self_kv, cache.memory_kv):
+            x = layer.step(x, query_pos, kv, mem, cache.memory_allowed)
+        cache.length = t + 1
+        return self.decoder.norm(x)
 
     def forward(self, src, mask, pos, tgt, tgt_padding_mask):
         memory, mask, pos = self.encode(src, mask, pos)

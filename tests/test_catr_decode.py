@@ -129,3 +129,96 @@ def test_planted_peak_lands_in_the_right_place_of_the_png(tmp_path):
         py, px = np.unravel_index(redness.argmax(), redness.shape)
         y, xx = (py + 0.5) / tile.shape[0] * H, (px + 0.5) / tile.shape[1] * W  # back to resized-image pixels
         assert r * H / gh - 2 <= y <= (r + 1) * H / gh + 2 and c * W / gw - 2 <= xx <= (c + 1) * W / gw + 2
+
+
+def prefix_greedy(model, x, mask, start, end, max_len):
+    """The decoder before caching: the whole prefix re-run for every token (what cached decoding must equal)."""
+    memory, fmask, pos, _ = model.encode_image(x, mask)
+    ids, logits = torch.tensor([[start]]), []
+    while ids.shape[1] < max_len:
+        step = model.decode(ids, None, memory, fmask, pos, last_only=True)[0][0, -1]
+        logits.append(step)
+        if step.argmax().item() == end:
+            break
+        ids = torch.cat([ids, step.argmax().view(1, 1)], 1)
+    return ids[0, 1:].tolist(), torch.stack(logits)
+
+
+@pytest.fixture(scope="module")
+def full_model():
+    from catr import CATRConfig, build_model
+    torch.manual_seed(0)
+    return build_model(CATRConfig()).eval()  # the official architecture: ResNet-101, 6+6 layers, 256 wide
+
+
+@pytest.mark.parametrize("hw", [(299, 299), (180, 299), (299, 150)])
+def test_cached_decoding_equals_the_prefix_decoder(full_model, hw):
+    g = torch.Generator().manual_seed(hw[0] + hw[1])
+    x, mask = torch.randn(1, 3, *hw, generator=g), torch.zeros(1, *hw, dtype=torch.bool)
+    ref_ids, ref_logits = prefix_greedy(full_model, x, mask, 101, 102, max_len=12)
+    out = caption_image(full_model, x, mask, 101, 102, max_len=12, layer=-1)
+    assert out.ids == ref_ids and len(ref_ids) == 11  # random weights never end
+    with torch.no_grad():  # the cached step's logits, position by position
+        memory, fmask, pos, _ = full_model.encode_image(x, mask)
+        cache = full_model.transformer.start_cache(memory, fmask, pos)
+        cached = torch.stack([full_model.step(torch.tensor([t]), cache)[0] for t in [101] + ref_ids[:-1]])
+    assert torch.allclose(cached, ref_logits[:len(cached)], atol=1e-4)
+    _, _, ref_maps = naive_decode(full_model, x, mask, 101, 102, max_len=12, layer=-1)
+    assert torch.allclose(out.maps, ref_maps, atol=1e-5)
+
+
+def test_batched_cached_decoding_equals_one_at_a_time(full_model):
+    from catr.decode import greedy_decode_batch
+    g = torch.Generator().manual_seed(5)
+    x, mask = torch.randn(3, 3, 128, 160, generator=g), torch.zeros(3, 128, 160, dtype=torch.bool)
+    batch = greedy_decode_batch(full_model, x, mask, 101, 102, max_len=12)
+    for b in range(3):
+        ids, ended, _ = greedy_decode(full_model, x[b:b + 1], mask[b:b + 1], 101, 102, max_len=12)
+        assert batch[b] == (ids, ended)
+
+
+def table_step(table, vocab):
+    """A step function from a table of next-token log-probabilities per prefix (tuple of tokens); prefixes not in
+    the table predict the end token."""
+    prefixes = [()]
+
+    def step(tokens, parents):
+        prefixes[:] = [prefixes[p] + ((t,) if t != 0 else ()) for p, t in zip(parents.tolist(), tokens.tolist())]
+        rows = []
+        for prefix in prefixes:
+            row = torch.full((vocab,), -30.0)
+            for token, p in table.get(prefix, {9: 1.0}).items():
+                row[token] = math.log(p)
+            rows.append(row)
+        return torch.stack(rows)
+    return step
+
+
+def test_beam_search_finds_a_better_caption_that_greedy_misses():
+    from catr.decode import beam_search
+    # Greedy takes 1 (0.6) then must end weakly (0.4 / 0.3 / 0.3): 0.6 * 0.4 = 0.24.
+    # Beam keeps 2 (0.4), after which the end is certain: 0.4 * 0.9 = 0.36.
+    table = {(): {1: 0.6, 2: 0.4}, (1,): {9: 0.4, 3: 0.3, 4: 0.3}, (2,): {9: 0.9, 5: 0.1}}
+    greedy = beam_search(table_step(table, 10), 0, 9, beam=1, max_len=10, alpha=0.0)
+    assert greedy == ([1], True)
+    assert beam_search(table_step(table, 10), 0, 9, beam=3, max_len=10, alpha=0.0) == ([2], True)
+
+
+def test_length_penalty_favours_longer_captions():
+    from catr.decode import beam_search, length_penalty
+    assert length_penalty(1, 1.0) == 1.0 and length_penalty(7, 0.5) == pytest.approx(math.sqrt(2))
+    # A: end at once, log 0.5 = -0.69. B: 1, 3, end: log(0.5 * 0.9 * 0.9) = -0.90 over 3 tokens.
+    table = {(): {9: 0.5, 1: 0.5}, (1,): {3: 0.9, 9: 0.1}, (1, 3): {9: 0.9, 4: 0.1}}
+    assert beam_search(table_step(table, 10), 0, 9, beam=2, max_len=10, alpha=0.0) == ([], True)
+    assert beam_search(table_step(table, 10), 0, 9, beam=2, max_len=10, alpha=1.0) == ([1, 3], True)  # -0.90/1.33
+
+
+def test_beam_one_is_greedy_and_beams_respect_max_len(full_model, image):
+    from catr.decode import beam_decode
+    _, x, mask = image
+    for max_len in (2, 9):
+        ids, ended, _ = greedy_decode(full_model, x, mask, 101, 102, max_len=max_len)
+        assert beam_decode(full_model, x, mask, 101, 102, beam=1, max_len=max_len, alpha=0.0)[:2] == (ids, ended)
+        assert caption_image(full_model, x, mask, 101, 102, max_len=max_len, beam=1).ids == ids
+        beam_ids, beam_ended, _ = beam_decode(full_model, x, mask, 101, 102, beam=3, max_len=max_len)
+        assert len(beam_ids) + 1 <= max_len and not beam_ended
