@@ -22,6 +22,11 @@ def get_args_parser():
     p.add_argument("--layer", type=int, default=-1,
                    help="decoder layer whose cross-attention is drawn, 0-based; -1 last (default), -2 second-to-last")
     p.add_argument("--heads", action="store_true", help="keep per-head maps in the .npy (the PNG shows their mean)")
+    p.add_argument("--beam", type=int, default=int(os.environ.get("CATR_BEAM") or 1),
+                   help="beam width; 1 (default, or $CATR_BEAM) is greedy decoding, as official CATR captions")
+    p.add_argument("--length-penalty", type=float, default=1.0,
+                   help="GNMT length penalty alpha for beam search: a caption's log-probability is divided by "
+                        "((5 + length) / 6) ** alpha, length counting [SEP] (default: 1.0; 0 favours short captions)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cuda or cpu")
     return p
 
@@ -31,7 +36,8 @@ def main(argv=None):
     from catr.pipeline import caption_folder
     from hw3io import pick_device
     written = caption_folder(a.images, a.output_dir, checkpoint=a.checkpoint, version=a.version, url=a.checkpoint_url,
-                             vocab=a.vocab, layer=a.layer, heads=a.heads, device=pick_device(a.device, say_cpu=True))
+                             vocab=a.vocab, layer=a.layer, heads=a.heads, device=pick_device(a.device, say_cpu=True),
+                             beam=a.beam, alpha=a.length_penalty)
     print(f"wrote {len(written)} PNG(s) to {a.output_dir}")
 
 

@@ -42,12 +42,24 @@ def greedy_decode_batch(model, images, mask, start_id, end_id, max_len=128) -> l
     """``greedy_decode`` for a batch of B images at once: (ids, ended) per image. Tokens are those of one image
     at a time as long as the images share one size (no padding: padded pixels would reach valid features through
     the convolutions); callers group by size."""
-    memory, fmask, pos, _ = model.encode_image(images, mask)
+    return greedy_decode_encoded(model, model.encode_image(images, mask), start_id, end_id, max_len)
+
+
+def image_of(encoded, b: int):
+    """Image ``b`` of a batch's ``encode_image`` output, as ``cross_attention`` takes it."""
+    memory, fmask, pos, grid = encoded
+    return memory[:, b:b + 1], fmask[b:b + 1], pos[:, b:b + 1], grid
+
+
+@torch.no_grad()
+def greedy_decode_encoded(model, encoded, start_id, end_id, max_len=128) -> list[tuple[list[int], bool]]:
+    """Greedy decoding of a batch already through ``encode_image``: (ids, ended) per image."""
+    memory, fmask, pos, _ = encoded
     cache = model.transformer.start_cache(memory, fmask, pos)
-    B = images.shape[0]
-    tokens = [torch.full((B,), start_id, device=images.device)]
-    ended = torch.zeros(B, dtype=torch.bool, device=images.device)
-    lengths = torch.full((B,), max_len - 1, device=images.device)
+    B, device = memory.shape[1], memory.device
+    tokens = [torch.full((B,), start_id, device=device)]
+    ended = torch.zeros(B, dtype=torch.bool, device=device)
+    lengths = torch.full((B,), max_len - 1, device=device)
     while len(tokens) < max_len and not ended.all():
         nxt = model.step(tokens[-1], cache).argmax(-1)
         newly = ~ended & (nxt == end_id)

@@ -4,11 +4,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from hw3io import (UserError, atomic_save_npy, atomic_write_text, check_readable, ensure_writable_dir, list_images,
                    load_rgb, progress, report, upsample)
 from .caption import create_model
-from .decode import caption_image
+from .decode import Decoded, caption_image, cross_attention, greedy_decode_encoded, image_of
 from .preprocess import preprocess
 from .tokenizer import load_tokenizer
 from .visualize import plot_caption_attention
@@ -18,13 +19,39 @@ def tile_labels(tokenizer, ids, ended) -> list[str]:
     return [tokenizer.token(i) for i in ids] + (["<end>"] if ended else [])
 
 
-def caption_one(model, tokenizer, img, device, layer=-1, heads=False, max_len=None):
-    """Caption a PIL image. Returns (resized image, Decoded, caption text)."""
-    small, x, mask = preprocess(img, model.config.max_dim)
+@torch.no_grad()
+def caption_batch(model, tokenizer, images, device, layer=-1, heads=False, beam=1, alpha=1.0, max_len=None
+                  ) -> list[tuple]:
+    """Caption PIL images: (resized image, Decoded, caption text) each, in order. Greedy decoding runs images of
+    one preprocessed size as one batch (backbone, encoder and decoder steps); beam search runs one image at a time,
+    its beams batched."""
     max_len = max_len or model.transformer.embeddings.position_embeddings.num_embeddings
-    out = caption_image(model, x.to(device), mask.to(device), tokenizer.start_id, tokenizer.end_id, max_len,
-                        layer=layer, heads=heads)
-    return small, out, tokenizer.decode(out.ids)
+    prepared = [preprocess(img, model.config.max_dim) for img in images]
+    by_size = {}
+    for i, (_, x, _) in enumerate(prepared):
+        by_size.setdefault(tuple(x.shape), []).append(i)
+    results = [None] * len(images)
+    for group in by_size.values():
+        x = torch.cat([prepared[i][1] for i in group]).to(device)
+        mask = torch.cat([prepared[i][2] for i in group]).to(device)
+        if beam > 1:
+            decoded = [caption_image(model, x[j:j + 1], mask[j:j + 1], tokenizer.start_id, tokenizer.end_id, max_len,
+                                     layer, heads, beam, alpha) for j in range(len(group))]
+        else:
+            encoded = model.encode_image(x, mask)
+            decoded = []
+            for j, (ids, ended) in enumerate(greedy_decode_encoded(model, encoded, tokenizer.start_id,
+                                                                   tokenizer.end_id, max_len)):
+                maps = cross_attention(model, image_of(encoded, j), tokenizer.start_id, ids, ended, layer, heads)
+                decoded.append(Decoded(ids, ended, maps.cpu(), encoded[3]))
+        for i, out in zip(group, decoded):
+            results[i] = (prepared[i][0], out, tokenizer.decode(out.ids))
+    return results
+
+
+def caption_one(model, tokenizer, img, device, layer=-1, heads=False, max_len=None, beam=1, alpha=1.0):
+    """Caption a PIL image. Returns (resized image, Decoded, caption text)."""
+    return caption_batch(model, tokenizer, [img], device, layer, heads, beam, alpha, max_len)[0]
 
 
 def write_outputs(output_dir: Path, stem: str, small, out, text: str, labels: list[str], source=None, layer=-1
@@ -43,8 +70,11 @@ def write_outputs(output_dir: Path, stem: str, small, out, text: str, labels: li
     return png
 
 
+BATCH = 16  # images loaded and captioned together (greedy decoding batches those of one size)
+
+
 def caption_folder(images, output_dir, *, checkpoint=None, version="v3", url=None, vocab=None, layer=-1, heads=False,
-                   device="cpu", model=None, tokenizer=None) -> list[Path]:
+                   device="cpu", model=None, tokenizer=None, beam=1, alpha=1.0) -> list[Path]:
     """Caption every image of a folder. Everything that can fail on input is checked before anything is written."""
     paths = list_images(images)
     bad = check_readable(paths)
@@ -62,11 +92,17 @@ def caption_folder(images, output_dir, *, checkpoint=None, version="v3", url=Non
     n_layers = len(model.transformer.decoder.layers)
     if not -n_layers <= layer < n_layers:
         raise UserError(f"--layer {layer} out of range for {n_layers} decoder layers")
+    if beam < 1:
+        raise UserError(f"--beam must be at least 1, not {beam}")
     written = []
-    bar = progress(paths, desc="caption", unit="img")
-    for path in bar:
-        small, out, text = caption_one(model, tokenizer, load_rgb(path), device, layer, heads)
-        labels = tile_labels(tokenizer, out.ids, out.ended)
-        written.append(write_outputs(output_dir, path.stem, small, out, text, labels, source=path, layer=layer))
-        report(bar, f"{path.name}: {text}")
+    with progress(total=len(paths), desc="caption", unit="img") as bar:
+        for start in range(0, len(paths), BATCH):
+            chunk = paths[start:start + BATCH]
+            captioned = caption_batch(model, tokenizer, [load_rgb(p) for p in chunk], device, layer, heads, beam, alpha)
+            for path, (small, out, text) in zip(chunk, captioned):
+                labels = tile_labels(tokenizer, out.ids, out.ended)
+                written.append(write_outputs(output_dir, path.stem, small, out, text, labels, source=path,
+                                             layer=layer))
+                report(bar, f"{path.name}: {text}")
+                bar.update(1)
     return written

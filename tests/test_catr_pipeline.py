@@ -81,3 +81,34 @@ def test_input_errors(assets, tmp_path):
     proc = run(["python3", "p2_caption_attn.py", "--images", str(assets["images"]), "--output-dir",
                 str(tmp_path / "o2"), "--vocab", str(tmp_path / "missing-vocab.txt")])
     assert_one_line_error(proc, "vocabulary file not found")
+
+
+def test_a_batch_of_same_size_images_captions_as_one_at_a_time(assets):
+    from catr.pipeline import caption_batch
+    tok = CaptionTokenizer(assets["vocab"])
+    g = torch.Generator().manual_seed(3)
+    images = [Image.fromarray((torch.rand(100, 150, 3, generator=g) * 255).byte().numpy()) for _ in range(3)]
+    images.append(Image.open(assets["images"] / "girl.png").convert("RGB"))  # another size: its own batch
+    batch = caption_batch(assets["model"], tok, images, "cpu")
+    for img, (small, dec, text) in zip(images, batch):
+        one_small, one, one_text = caption_one(assets["model"], tok, img, "cpu")  # a batch of one
+        assert (text, dec.ids, dec.ended) == (one_text, one.ids, one.ended) and small.size == one_small.size
+        assert torch.allclose(dec.maps, one.maps, atol=1e-5)
+
+
+def test_beam_flag_and_its_environment_default(assets, tmp_path):
+    env = dict(CATR_CHECKPOINT=str(assets["ckpt"]), CATR_VOCAB=str(assets["vocab"]))
+    args = ["python3", "p2_caption_attn.py", "--images", str(assets["images"])]
+    greedy, beam1, beam3 = tmp_path / "greedy", tmp_path / "beam1", tmp_path / "beam3"
+    assert run([*args, "--output-dir", str(greedy)], **env).returncode == 0
+    assert run([*args, "--output-dir", str(beam1), "--beam", "1"], **env).returncode == 0
+    proc = run([*args, "--output-dir", str(beam3)], CATR_BEAM="3", **env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    tok = CaptionTokenizer(assets["vocab"])
+    for txt in sorted(greedy.glob("*.txt")):
+        assert (beam1 / txt.name).read_text() == txt.read_text()
+        assert np.array_equal(np.load(beam1 / f"{txt.stem}.npy"), np.load(greedy / f"{txt.stem}.npy"))
+        small, dec, text = caption_one(assets["model"], tok, Image.open(next(assets["images"].glob(txt.stem + ".*")))
+                                       .convert("RGB"), "cpu", beam=3)
+        assert (beam3 / txt.name).read_text().strip() == text  # CATR_BEAM=3 is beam search, not greedy
+    assert_one_line_error(run([*args, "--output-dir", str(tmp_path / "x"), "--beam", "0"], **env), "--beam")
