@@ -26,12 +26,12 @@ from .config import ARCHITECTURES, CaptionTrainConfig, CATRConfig
 from .data import CaptionDataset, collate, load_coco_captions
 from .decode import greedy_decode_batch
 from .hub import CHECKPOINT_URLS, load_weights
-from .metrics import exact_match, word_accuracy
+from .metrics import caption_metrics, exact_match, word_accuracy
 from .pretrain import load_convnet
 from .preprocess import preprocess
 from .tokenizer import load_tokenizer
 
-LOG_FIELDS = ("epoch", "train_loss", "val_loss", "val_exact", "val_word_acc", "lr")
+LOG_FIELDS = ("epoch", "train_loss", "val_loss", "val_exact", "val_word_acc", "val_bleu4", "val_cider", "lr")
 
 
 def caption_loss(pad_id: int):
@@ -108,16 +108,18 @@ def build_schedule(optimizer, cfg: CaptionTrainConfig, steps_per_epoch: int) -> 
 @torch.no_grad()
 def evaluate(model, loader, data, tokenizer, loss_fn, info: D.DistInfo, caption_images: int) -> dict:
     """Teacher-forced val loss (fp32), then greedy captions of the first ``caption_images`` val images against all
-    their references: exact match and per-word accuracy. Under torchrun each rank takes its share of both."""
+    their references: exact match and per-word accuracy, and BLEU-4 and CIDEr-D over them all (``catr.metrics``
+    without Java: its word split). Under torchrun each rank takes its share of both."""
     model.eval()
     loss_sum, count = 0.0, 0
     for batch in progress(loader, desc="val", leave=False, disable=not info.is_main):
         loss, n = loss_fn(model, batch, info.device)
         loss_sum, count = loss_sum + loss.item() * n, count + n
-    refs = {}
-    for k, ids, _ in data.samples:
+    refs, texts = {}, {}
+    for k, ids, caption in data.samples:
         refs.setdefault(k, []).append(ids[1:-1])  # [CLS] ... [SEP] (kept when cut)
-    exact, words = 0.0, 0.0
+        texts.setdefault(k, []).append(caption)
+    exact, words, captions = 0.0, 0.0, {}
     max_len = model.transformer.embeddings.position_embeddings.num_embeddings
     by_size = {}  # images of one size decode together, unpadded (see greedy_decode_batch)
     for k in list(refs)[:caption_images][info.rank::info.world_size]:
@@ -131,10 +133,14 @@ def evaluate(model, loader, data, tokenizer, loss_fn, info: D.DistInfo, caption_
             for k, (ids, _) in zip(ks, decoded):
                 exact += exact_match(ids, refs[k])
                 words += word_accuracy(ids, refs[k])
+                captions[k] = tokenizer.decode(ids)
     loss_sum, count, exact, words, captioned = D.all_reduce_sum(
         [loss_sum, count, exact, words, sum(len(g) for g in by_size.values())], info)
+    captions = {k: c for part in D.all_gather_objects(captions, info) for k, c in part.items()}
+    scores = caption_metrics(captions, {k: texts[k] for k in captions}, java=False) if captions else {}
     n = max(captioned, 1)
     return {"val_loss": loss_sum / max(count, 1), "val_exact": exact / n, "val_word_acc": words / n,
+            "val_bleu4": scores.get("BLEU-4", 0.0), "val_cider": scores.get("CIDEr-D", 0.0),
             "captioned": int(captioned)}
 
 
@@ -185,7 +191,8 @@ def _fit(cfg: CaptionTrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:
         save_caption_checkpoint(out / "checkpoint.pth", model, config, epoch=epoch,
                                 val={k: row[k] for k in LOG_FIELDS}, train_config=cfg.to_dict())
         print(f"epoch {epoch}: train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} exact "
-              f"{row['val_exact']:.3f} word_acc {row['val_word_acc']:.3f} ({row['captioned']} images captioned, "
+              f"{row['val_exact']:.3f} word_acc {row['val_word_acc']:.3f} BLEU-4 {row['val_bleu4']:.3f} CIDEr-D "
+              f"{row['val_cider']:.3f} ({row['captioned']} images captioned, "
               f"{row['seconds']:.0f}s)", flush=True)
 
     def end_run(progress):

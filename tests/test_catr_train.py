@@ -3,10 +3,12 @@ checkpoint hw3_2.sh reads as it is."""
 import json
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
 
+from catr.metrics import caption_metrics
 from helpers import ROOT, assert_one_line_error, run, script_env
 
 
@@ -166,7 +168,7 @@ def test_training_writes_log_checkpoint_and_vocab(trained_run, world):
     from catr.hub import load_checkpoint_file
     out, proc = trained_run
     rows = (out / "log.csv").read_text().splitlines()
-    assert rows[0] == "epoch,train_loss,val_loss,val_exact,val_word_acc,lr" and len(rows) == 3
+    assert rows[0] == "epoch,train_loss,val_loss,val_exact,val_word_acc,val_bleu4,val_cider,lr" and len(rows) == 3
     losses = [float(r.split(",")[1]) for r in rows[1:]]
     assert losses[1] < losses[0]
     ckpt = load_checkpoint_file(out / "checkpoint.pth")  # weights_only: nothing unpickled
@@ -195,6 +197,17 @@ def test_checkpoint_round_trips_into_hw3_2(trained_run, world, tmp_path):
         small, _, text = caption_one(model, tok, load_rgb(path), "cpu")
         assert meta["caption"] == text and meta["size"] == [small.width, small.height]
         assert max(small.size) == 128  # the tiny preset's preprocessing, read from the checkpoint
+    # the logged BLEU-4 and CIDEr-D are catr.metrics' on the captioned val images (the first 4, --caption-eval-images)
+    coco = json.loads((world / "val" / "captions.json").read_text())
+    names = {im["id"]: im["file_name"] for im in coco["images"]}
+    first = list(dict.fromkeys(a["image_id"] for a in coco["annotations"]))[:4]
+    results = {k: json.loads((tmp_path / "attn" / f"{Path(names[k]).stem}.json").read_text())["caption"]
+               for k in first}
+    refs = {k: [a["caption"] for a in coco["annotations"] if a["image_id"] == k] for k in first}
+    scores = caption_metrics(results, refs, java=False)
+    last = dict(zip(*[r.split(",") for r in (out / "log.csv").read_text().splitlines()[::2]]))
+    assert float(last["val_bleu4"]) == pytest.approx(scores["BLEU-4"], abs=1e-4)
+    assert float(last["val_cider"]) == pytest.approx(scores["CIDEr-D"], abs=1e-4)
 
 
 def test_sigterm_saves_state_and_resume_matches(world, trained_run, tmp_path):
