@@ -1,30 +1,173 @@
 """The pointing game for Problem 2: does a word's cross-attention peak on the object the word names?
 
-``python3 -m catr.pointing OUTPUT_DIR --objects objects.json`` reads a ``hw3_2.sh`` output folder (each image's
-``<stem>.npy`` maps and ``<stem>.json`` tokens) and scores every generated token that names the colour or shape of
-an object in the scene: a hit when the map's maximum, upsampled onto the image exactly as the PNG draws it, lies
-inside that object's box (``objects.json``: per file name, each object's ``words`` and ``box`` [x, y, w, h] in
-original pixels, as ``synth.captionworld`` writes it). Two baselines: the image centre and a uniformly random
-point (expected). ``--checkpoint CKPT --vocab VOCAB`` adds one row per decoder layer (the model is re-run on the
-folder's source images), ``--captions captions.json`` (COCO) adds caption accuracy.
+``python3 -m catr.pointing OUTPUT_DIR (--objects objects.json | --instances instances_val2017.json)`` reads a
+``hw3_2.sh`` output folder (each image's ``<stem>.npy`` maps and ``<stem>.json`` tokens) and scores every generated
+word that names an object of its image, on the map upsampled onto the resized image exactly as the PNG draws it
+(so tolerances are pixels of that image), three ways (``hw3io.pointing``): strict (the peak inside the box),
+TorchRay's tolerance (the peak within 15 px of it, hit rate per class, then averaged over the classes) and mass in
+box (the share of the map inside it; Liu et al. 2017). Two baselines: the image centre and a uniformly random point
+(expected; for mass in box a uniform map, the box's area share).
+
+What names what:
+
+- ``--objects``: per file name, each object's ``words`` and ``box`` [x, y, w, h] in original pixels (as
+  ``synth.captionworld`` writes it, or your own); a word names every object of the image that lists it, and is its
+  own class. The vocabulary is the file's words, whatever they are.
+- ``--instances``: COCO instance annotations (``images``, ``annotations`` with ``bbox`` and ``category_id``,
+  ``categories`` with ``name``). A category is named by its name, its plural, and a short table of synonyms
+  (``COCO_SYNONYMS``: man, woman, people... -> person; bike -> bicycle; ...). A two-word name ("hot dog", "traffic
+  light") is named by both words in a row, never by its last word alone ("dog" is a dog, "light" is often not a
+  traffic light); the table adds the unambiguous single words (hydrant, teddy, ...). A word scores against the
+  boxes of every instance of its category in the image: a hit in any of them, the mass over their union.
+- ``--synonyms FILE``: your own JSON ``{word or two words: class}`` (a category name, or a word of the objects
+  file), over the built-in table.
+
+A word split into word pieces, or a two-word name, is scored on the mean of its pieces' maps. ``--checkpoint CKPT
+--vocab VOCAB`` adds one row per decoder layer (the model is re-run on the folder's source images), ``--per-head``
+a second table with one row per layer and head; ``--captions captions.json`` (COCO) adds caption accuracy.
 """
 import argparse
-import json
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from hw3io import UserError, run_cli
-from synth.captionworld import COLOUR_NAMES, SHAPE_NAMES
+from hw3io import UserError, read_json, run_cli
 
-OBJECT_WORDS = set(COLOUR_NAMES) | set(SHAPE_NAMES.values())
+# A short table of the words captions use for COCO's categories, beyond each name and its plural. Two-word
+# categories get the single words that name nothing else.
+COCO_SYNONYMS = {
+    "person": "man men woman women people person persons boy boys girl girls child children kid kids guy guys "
+              "lady ladies player players",
+    "bicycle": "bike bikes", "motorcycle": "motorbike motorbikes", "airplane": "plane planes jet jets aeroplane",
+    "tv": "television televisions", "couch": "sofa sofas", "cell phone": "phone phones cellphone cellphones",
+    "dining table": "table tables", "potted plant": "plant plants", "teddy bear": "teddy teddies",
+    "fire hydrant": "hydrant hydrants", "tennis racket": "racket rackets racquet racquets",
+    "sports ball": "ball balls", "baseball bat": "bat bats", "baseball glove": "glove gloves mitt",
+    "parking meter": "meter meters", "hair drier": "hairdryer dryer drier", "donut": "doughnut doughnuts",
+    "skis": "ski", "mouse": "mice", "knife": "knives", "cow": "cattle", "wine glass": "glass",
+}
+
+
+@dataclass
+class Annotations:
+    """``scenes``: file name -> {class: [box [x, y, w, h], ...]}; ``names``: words (a tuple) -> the class they
+    name."""
+    scenes: dict
+    names: dict
+    source: str  # "objects file" or "instances file", for error messages
 
 
 def word_list(text: str) -> list[str]:
     """Words and punctuation, lowercased: "A red circle, a cross" -> [a, red, circle, ",", a, cross]."""
     return re.findall(r"[a-z0-9]+|[^\sa-z0-9]", text.lower())
+
+
+def _malformed(path, what, shape, e=None):
+    return UserError(f"{what} {path} is not {shape}" + (f" ({type(e).__name__}: {str(e)[:80]})" if e else ""))
+
+
+def from_objects(objects, path="objects file") -> Annotations:
+    """An objects file (``synth.captionworld``'s format) -> every object word names the objects listing it."""
+    try:
+        scenes = {}
+        for name, objs in objects.items():
+            scene = scenes[name] = {}
+            for o in objs:
+                box = [float(v) for v in o["box"]]
+                if len(box) != 4 or not all(isinstance(w, str) for w in o["words"]):
+                    raise ValueError(f"{name}: {str(o)[:60]}")
+                for w in o["words"]:
+                    scene.setdefault(w.lower(), []).append(box)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise _malformed(path, "objects file", "{file name: [{words: [...], box: [x, y, w, h]}, ...]}", e) from None
+    words = {w for scene in scenes.values() for w in scene}
+    return Annotations(scenes, {tuple(w.split()): w for w in words if w.split()}, "objects file")
+
+
+def plural(word: str) -> str:
+    return word + ("es" if word.endswith(("s", "x", "ch", "sh")) else "s")
+
+
+def coco_names(categories) -> dict:
+    """COCO category names -> {words: category}: each name, its plural (the last word's) and ``COCO_SYNONYMS``."""
+    names = {}
+    for cat in categories:
+        words = tuple(cat.split())
+        names[words] = names[words[:-1] + (plural(words[-1]),)] = cat
+    for cat, synonyms in COCO_SYNONYMS.items():
+        if cat in categories:
+            for w in synonyms.split():
+                names.setdefault((w,), cat)  # a category's own name wins ("glass" stays a wine glass only here)
+    return names
+
+
+def from_instances(coco, path="instances file") -> Annotations:
+    """COCO instance annotations -> each image's boxes by category name, and ``coco_names``."""
+    try:
+        cats = {c["id"]: str(c["name"]).lower() for c in coco["categories"]}
+        files = {im["id"]: Path(im["file_name"]).name for im in coco["images"]}
+        scenes = {name: {} for name in files.values()}
+        for a in coco["annotations"]:
+            box = [float(v) for v in a["bbox"]]
+            if len(box) != 4:
+                raise ValueError(f"bbox {a['bbox']}")
+            scenes[files[a["image_id"]]].setdefault(cats[a["category_id"]], []).append(box)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise _malformed(path, "instances file", "COCO instances (images, annotations with bbox and category_id, "
+                         "categories with name)", e) from None
+    return Annotations(scenes, coco_names(set(cats.values())), "instances file")
+
+
+def add_synonyms(ann: Annotations, synonyms, path) -> Annotations:
+    """The user's ``{word or words: class}`` over the built-in names; a class the annotations lack is an error."""
+    if not isinstance(synonyms, dict) or not all(isinstance(v, str) for v in synonyms.values()):
+        raise UserError(f"synonyms file {path} is not {{word: class}}")
+    known = set(ann.names.values())
+    for word, cls in synonyms.items():
+        if cls.lower() not in known:
+            raise UserError(f"synonyms file {path}: {word!r} -> {cls!r}, a class the {ann.source} does not have")
+    names = dict(ann.names)
+    names.update({tuple(w.lower().split()): c.lower() for w, c in synonyms.items() if w.split()})
+    return Annotations(ann.scenes, names, ann.source)
+
+
+def words_of(tokens: list[str]) -> list[tuple[str, list[int]]]:
+    """Word pieces joined into words: [bi, ##ke, red] -> [(bike, [0, 1]), (red, [2])]."""
+    words = []
+    for i, t in enumerate(tokens):
+        if t.startswith("##") and words:
+            words[-1] = (words[-1][0] + t[2:], words[-1][1] + [i])
+        else:
+            words.append((t.lower(), [i]))
+    return words
+
+
+def find_names(tokens: list[str], names: dict) -> list[tuple[list[int], str]]:
+    """(token indices, class) of every name in the tokens, the longest name first at each word ("hot dog" before
+    "dog")."""
+    words, out, i = words_of(tokens), [], 0
+    longest = max((len(k) for k in names), default=1)
+    while i < len(words):
+        for n in range(min(longest, len(words) - i), 0, -1):
+            cls = names.get(tuple(w for w, _ in words[i:i + n]))
+            if cls is not None:
+                out.append(([k for _, idx in words[i:i + n] for k in idx], cls))
+                i += n
+                break
+        else:
+            i += 1
+    return out
+
+
+def targets(tokens: list[str], scene: dict, names: dict) -> tuple[list, int]:
+    """([(token indices, class, boxes [x, y, w, h])] of the names whose class is in the image, the number of
+    names whose class is not)."""
+    found = find_names(tokens, names)
+    hits = [(idx, cls, scene[cls]) for idx, cls in found if cls in scene]
+    return hits, len(found) - len(hits)
 
 
 def read_folder(folder) -> list[dict]:
@@ -35,9 +178,9 @@ def read_folder(folder) -> list[dict]:
         raise UserError(f"no hw3_2.sh outputs (<stem>.json) in {folder}")
     items = []
     for path in metas:
-        meta = json.loads(path.read_text())
+        meta = read_json(path, "hw3_2.sh output")
         npy = path.with_suffix(".npy")
-        if not npy.is_file() or "tokens" not in meta or not meta.get("image"):
+        if not isinstance(meta, dict) or not npy.is_file() or "tokens" not in meta or not meta.get("image"):
             raise UserError(f"{path} is not a hw3_2.sh output (needs tokens, image and {npy.name})")
         maps = np.load(npy)
         items.append(dict(meta, stem=path.stem, name=Path(meta["image"]).name,
@@ -45,26 +188,16 @@ def read_folder(folder) -> list[dict]:
     return items
 
 
-def targets(tokens: list[str], objects: list[dict]) -> list[tuple[int, list]]:
-    """(map index, box [x, y, w, h]) for every token naming an object's colour or shape (a scene's colours are
-    distinct, as are its shapes, so a word names one object)."""
-    out = []
-    for i, tok in enumerate(tokens):
-        for o in objects:
-            if tok in o["words"]:
-                out.append((i, o["box"]))
-    return out
-
-
-def place(maps: np.ndarray, size: tuple[int, int], original: tuple[int, int], boxes: list) -> tuple[list, list]:
-    """Maps upsampled to the resized image ``size`` (W, H) as the PNG draws them, and the boxes moved from
-    ``original`` (W, H) pixels into that frame as (x0, y0, x1, y1)."""
+def place(maps: np.ndarray, size: tuple[int, int], original: tuple[int, int], targets: list) -> tuple[list, list]:
+    """Maps upsampled to the resized image ``size`` (W, H) as the PNG draws them, and each target's boxes moved
+    from ``original`` (W, H) pixels into that frame as (x0, y0, x1, y1)."""
     import torch
     from hw3io import upsample
     (w, h), (W, H) = size, original
     heat = upsample(torch.from_numpy(np.ascontiguousarray(maps)), (h, w)).numpy()
     sx, sy = w / W, h / H
-    return list(heat), [(x * sx, y * sy, (x + bw) * sx, (y + bh) * sy) for x, y, bw, bh in boxes]
+    return list(heat), [[(x * sx, y * sy, (x + bw) * sx, (y + bh) * sy) for x, y, bw, bh in boxes]
+                        for boxes in targets]
 
 
 def image_size(path) -> tuple[int, int]:
@@ -73,27 +206,28 @@ def image_size(path) -> tuple[int, int]:
         return img.size
 
 
-def score_items(items, objects: dict) -> dict:
+def score_items(items, ann: Annotations) -> dict:
     """Pointing-game scores over the folder's own maps. ``items``: dicts with tokens, maps, size, image, name."""
     from hw3io.pointing import score
-    heats, boxes, absent = [], [], 0
+    heats, boxes, classes, absent = [], [], [], 0
     for it in items:
-        objs = objects.get(it["name"])
-        if objs is None:
-            raise UserError(f"{it['name']} has no entry in the objects file")
-        hits = targets(it["tokens"], objs)
-        named = {w for o in objs for w in o["words"]}
-        absent += sum(1 for t in it["tokens"] if t in OBJECT_WORDS and t not in named)
-        if hits:
-            h, b = place(it["maps"][[i for i, _ in hits]], tuple(it["size"]), image_size(it["image"]),
-                         [box for _, box in hits])
+        scene = ann.scenes.get(it["name"])
+        if scene is None:
+            raise UserError(f"{it['name']} has no entry in the {ann.source}")
+        found, missing = targets(it["tokens"], scene, ann.names)
+        absent += missing
+        if found:
+            maps = np.stack([it["maps"][idx].mean(0) for idx, _, _ in found])  # pieces of one name: their mean
+            h, b = place(maps, tuple(it["size"]), image_size(it["image"]), [bx for _, _, bx in found])
             heats += h
             boxes += b
-    return dict(score(heats, boxes), absent=absent)
+            classes += [cls for _, cls, _ in found]
+    return dict(score(heats, boxes, classes), absent=absent)
 
 
-def per_layer(items, objects: dict, checkpoint, vocab, device="cpu") -> dict:
-    """Scores of every decoder layer's cross-attention, from the model re-run on the folder's source images."""
+def per_layer(items, ann: Annotations, checkpoint, vocab, device="cpu", per_head=False) -> tuple[dict, dict]:
+    """Scores of every decoder layer's cross-attention (and with ``per_head`` of every (layer, head)), from the
+    model re-run on the folder's source images."""
     from hw3io import load_rgb
     from .caption import create_model
     from .decode import cross_attention, greedy_decode
@@ -102,22 +236,38 @@ def per_layer(items, objects: dict, checkpoint, vocab, device="cpu") -> dict:
     from .tokenizer import load_tokenizer
     model, tok = create_model(checkpoint=checkpoint).to(device), load_tokenizer(vocab)
     n_layers = len(model.transformer.decoder.layers)
-    runs = {k: [] for k in range(n_layers)}
+    runs, head_runs = {k: [] for k in range(n_layers)}, {}
     max_len = model.transformer.embeddings.position_embeddings.num_embeddings
     for it in items:
         small, x, mask = preprocess(load_rgb(it["image"]), model.config.max_dim)
         ids, ended, encoded = greedy_decode(model, x.to(device), mask.to(device), tok.start_id, tok.end_id, max_len)
-        tokens = tile_labels(tok, ids, ended)
+        run = dict(it, tokens=tile_labels(tok, ids, ended), size=[small.width, small.height])
         for k in range(n_layers):
-            maps = cross_attention(model, encoded, tok.start_id, ids, ended, layer=k).cpu().numpy()
-            runs[k].append(dict(it, tokens=tokens, maps=maps, size=[small.width, small.height]))
-    return {k: score_items(v, objects) for k, v in runs.items()}
+            maps = cross_attention(model, encoded, tok.start_id, ids, ended, layer=k, heads=per_head).cpu().numpy()
+            if per_head:  # (T, heads, H', W'): the head mean is the layer's map, as attn_mode "mean" averages
+                for h in range(maps.shape[1]):
+                    head_runs.setdefault((k, h), []).append(dict(run, maps=maps[:, h]))
+                maps = maps.mean(1)
+            runs[k].append(dict(run, maps=maps))
+    return ({k: score_items(v, ann) for k, v in runs.items()},
+            {k: score_items(v, ann) for k, v in head_runs.items()})
 
 
-def caption_scores(items, references: dict, objects: dict) -> dict:
-    """Exact match, per-word accuracy and the share of captions naming exactly the scene's objects."""
+def caption_world(objects: dict):
+    """(colour words, shape words) when every object of the objects file has two words, colour then shape, as
+    in the caption world; else None (the "names every object" metric means nothing there)."""
+    objs = [o for v in objects.values() for o in v]
+    if not objs or any(len(o.get("words", ())) != 2 for o in objs):
+        return None
+    return {o["words"][0] for o in objs}, {o["words"][1] for o in objs}
+
+
+def caption_scores(items, references: dict, objects: dict | None = None) -> dict:
+    """Exact match, per-word accuracy and, for caption-world objects, the share of captions naming exactly the
+    scene's objects (``names_objects``: None otherwise)."""
     from .metrics import exact_match, names_objects, word_accuracy
     exact, words, named = [], [], []
+    pairs = caption_world(objects) if objects else None
     for it in items:
         refs = [word_list(r) for r in references.get(it["name"], [])]
         if not refs:
@@ -125,63 +275,83 @@ def caption_scores(items, references: dict, objects: dict) -> dict:
         gen = word_list(it["caption"])
         exact.append(exact_match(gen, refs))
         words.append(word_accuracy(gen, refs))
-        if it["name"] in objects:
-            named.append(names_objects(it["caption"], objects[it["name"]], COLOUR_NAMES, SHAPE_NAMES.values()))
+        if pairs and it["name"] in objects:
+            named.append(names_objects(it["caption"], objects[it["name"]], *pairs))
     n = max(len(exact), 1)
-    return {"exact": sum(exact) / n, "word_acc": sum(words) / n, "names_objects": sum(named) / max(len(named), 1),
-            "count": len(exact)}
+    return {"exact": sum(exact) / n, "word_acc": sum(words) / n,
+            "names_objects": sum(named) / max(len(named), 1) if pairs else None, "count": len(exact)}
 
 
 def read_references(path) -> dict:
     """COCO captions -> {file name: [captions]}."""
-    coco = json.loads(Path(path).read_text())
-    names = {im["id"]: im["file_name"] for im in coco["images"]}
-    refs = {}
-    for a in coco["annotations"]:
-        refs.setdefault(names[a["image_id"]], []).append(a["caption"])
+    coco = read_json(path, "captions file")
+    try:
+        names = {im["id"]: im["file_name"] for im in coco["images"]}
+        refs = {}
+        for a in coco["annotations"]:
+            refs.setdefault(names[a["image_id"]], []).append(a["caption"])
+    except (AttributeError, KeyError, TypeError) as e:
+        raise _malformed(path, "captions file", "COCO captions (images, annotations with caption)", e) from None
     return refs
 
 
 def format_table(rows: dict, baseline: dict) -> str:
-    from hw3io import markdown_table
-    body = [(name, f"{s['maps']:.3f}", s["count"]) for name, s in rows.items()]
-    body += [("image centre (baseline)", f"{baseline['centre']:.3f}", baseline["count"]),
-             ("random point (baseline, expected)", f"{baseline['random']:.3f}", baseline["count"])]
-    return markdown_table(("map", "hit rate", "object words"), body, "lrr")
+    from hw3io.pointing import table
+    return table(rows, baseline, "object words")
 
 
-def _read_json(path, what):
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UserError(f"{what} not found: {path}") from None
-    except ValueError as e:
-        raise UserError(f"{what} {path} is not JSON ({e})") from None
+def read_annotations(a) -> Annotations:
+    """``--objects`` or ``--instances``, then ``--synonyms``."""
+    if bool(a.objects) == bool(a.instances):
+        raise UserError("give one of --objects (objects.json) or --instances (COCO instances JSON)")
+    if a.objects:
+        ann = from_objects(read_json(a.objects, "objects file"), a.objects)
+    else:
+        ann = from_instances(read_json(a.instances, "instances file"), a.instances)
+    return add_synonyms(ann, read_json(a.synonyms, "synonyms file"), a.synonyms) if a.synonyms else ann
+
+
+def print_captions(items, a) -> None:
+    objects = read_json(a.objects, "objects file") if a.objects else None
+    c = caption_scores(items, read_references(a.captions), objects)
+    named = "" if c["names_objects"] is None else f", naming every object's colour and shape {c['names_objects']:.3f}"
+    print(f"captions of {c['count']} images: exact match {c['exact']:.3f}, per-word accuracy {c['word_acc']:.3f}"
+          + named)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder", help="a hw3_2.sh output folder")
-    p.add_argument("--objects", required=True, help="objects.json of the captioned images (synth.captionworld)")
+    # What the images hold: one of
+    p.add_argument("--objects", default=None, help="objects.json of the captioned images (synth.captionworld's form)")
+    p.add_argument("--instances", default=None, help="COCO instance annotations, e.g. instances_val2017.json")
+    p.add_argument("--synonyms", default=None, help="JSON {word: class} naming classes in your words (optional)")
+    # Optional extras
     p.add_argument("--captions", default=None, help="COCO captions JSON with the reference captions (optional)")
     p.add_argument("--checkpoint", default=None, help="the caption model, to score every decoder layer (optional)")
     p.add_argument("--vocab", default=None, help="its vocab.txt (with --checkpoint)")
-    p.add_argument("--device", default="cpu", help="device for --checkpoint (default: cpu)")
+    p.add_argument("--per-head", action="store_true", help="with --checkpoint: also a table of every layer's heads")
+    p.add_argument("--device", default="auto", help="device for --checkpoint: auto (cuda if available), cuda or cpu")
     a = p.parse_args(argv)
-    objects = _read_json(a.objects, "objects file")
+    from hw3io import pick_device
+    from hw3io.pointing import legend
+    ann = read_annotations(a)
+    device = pick_device(a.device) if a.checkpoint else None
     items = read_folder(a.folder)
     if a.captions:
-        c = caption_scores(items, read_references(a.captions), objects)
-        print(f"captions of {c['count']} images: exact match {c['exact']:.3f}, per-word accuracy {c['word_acc']:.3f}, "
-              f"naming every object's colour and shape {c['names_objects']:.3f}")
-    folder = score_items(items, objects)
-    rows = {f"hw3_2.sh maps (layer {items[0].get('layer', -1)})": folder}
+        print_captions(items, a)
+    folder = score_items(items, ann)
+    rows, heads = {f"hw3_2.sh maps (layer {items[0].get('layer', -1)})": folder}, {}
     if a.checkpoint:
-        layers = per_layer(items, objects, a.checkpoint, a.vocab, a.device)
+        layers, heads = per_layer(items, ann, a.checkpoint, a.vocab, device, a.per_head)
         rows.update({f"decoder layer {k}": s for k, s in layers.items()})
     print(format_table(rows, folder))
+    if heads:
+        print()
+        print(format_table({f"layer {k} head {h}": s for (k, h), s in heads.items()}, folder))
+    print(legend(folder))
     if folder["absent"]:
-        print(f"({folder['absent']} generated colour or shape word(s) named no object of their scene; not scored)")
+        print(f"({folder['absent']} generated object word(s) named no object of their image; not scored)")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ _WHERE = {
     "progress": "progress", "report": "progress",
     "write_vocab": "vocab", "SPECIAL_TOKENS": "vocab",
     "markdown_table": "tables",
+    "read_json": "jsonfile",
 }
 
 __all__ = sorted(_WHERE)
