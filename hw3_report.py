@@ -17,8 +17,9 @@ def get_args_parser():
     g.add_argument("--class-names", default=None, help="a file with one class name per line (optional)")
     g = p.add_argument_group("Problem 2")
     g.add_argument("--p2-dir", default=None, help="a hw3_2.sh output folder")
-    g.add_argument("--p2-captions", default=None, help="ground truth: lines '<file name> <caption>', or a COCO captions .json "
-                                                         "(optional)")
+    g.add_argument("--p2-captions", default=None,
+                   help="ground truth: lines '<file name> <caption>' (e.g. five per image), or a COCO captions .json "
+                        "(optional); shown beside each caption and scored (BLEU, ROUGE-L, CIDEr-D; METEOR with Java)")
     g = p.add_argument_group("Output")
     g.add_argument("--output", default="report_out",
                    help="folder for report.md/.html/.pdf and figures/ (default: report_out)")

@@ -22,18 +22,31 @@ def read_class_names(path, num_classes: int) -> list[str]:
 
 
 def read_captions(path) -> dict[str, list[str]]:
-    """Lines ``<file name> <caption>`` (several per image allowed) or a COCO captions ``.json``; keyed by the
-    name's stem, as the PNGs are."""
-    refs = {}
-    if path is not None and str(path).endswith(".json"):
-        from catr.pointing import read_references
-        return {Path(name).stem: caps for name, caps in read_references(path).items()}
-    if path is not None:
-        for line in Path(path).read_text().splitlines():
-            name, _, caption = line.strip().partition(" ")
-            if caption:
-                refs.setdefault(Path(name).stem, []).append(caption.strip())
-    return refs
+    """Lines ``<file name> <caption>`` (several per image allowed) or a COCO captions ``.json``
+    (``catr.metrics.read_references``); keyed by the name's stem, as the PNGs are."""
+    if path is None:
+        return {}
+    from catr.metrics import read_references
+    refs, ids_by_name = read_references(path)
+    return {Path(name).stem: refs[key] for name, key in ids_by_name.items() if key in refs}
+
+
+def caption_scores(p2_dir, refs) -> list:
+    """The COCO caption evaluation of every captioned image that has references, as blocks."""
+    from catr.metrics import NO_JAVA, caption_metrics, java_available
+    results = {}
+    for meta in sorted(Path(p2_dir).glob("*.json")):
+        if meta.stem in refs:
+            results[meta.stem] = json.loads(meta.read_text()).get("caption", "")
+    if not results:
+        return []
+    java = java_available()
+    scores = caption_metrics(results, refs, java)
+    n_refs = sum(len(refs[k]) for k in results)
+    note = (f"{len(results)} generated captions against {n_refs} references ({n_refs / len(results):.0f} per image), "
+            "scored as the COCO caption evaluation does (pycocoevalcap; CIDEr is CIDEr-D; papers print x100).")
+    return [("h", 3, "Caption metrics"), ("p", note if java else f"{note} {NO_JAVA}."),
+            ("table", ["metric", "score"], [[k, f"{v:.3f}"] for k, v in scores.items()])]
 
 
 def section_1a(run, val_dir, device, figs):
@@ -150,6 +163,8 @@ def section_p2(p2_dir, refs, figs):
         if refs:
             line += "; ground truth: " + (" / ".join(f"\"{c}\"" for c in refs.get(png.stem, [])) or "(none given)")
         blocks += [("img", png, line)]
+    if refs:
+        blocks += caption_scores(p2_dir, refs)
     first = pngs[0]
     meta_path, npy = first.with_suffix(".json"), first.with_suffix(".npy")
     if meta_path.is_file() and npy.is_file():

@@ -1,5 +1,6 @@
 """report/: the measured evidence (checked against brute force), the built report's numbers, and the page in a real
 headless Chromium (skipped, with the reason, where none is installed; CI installs one)."""
+import json
 import re
 import subprocess
 import tempfile
@@ -80,6 +81,10 @@ def test_report_states_the_numbers_the_scripts_give(built, tmp_path):
     assert sha256_file(run_dir / "best.safetensors") in md
     assert "python3 p1_train.py" in md and "bash hw3_1.sh" in md
     assert '"a person skiing" / "someone on skis"' in md  # ground truth beside the generated caption
+    from catr.metrics import caption_metrics, java_available
+    generated = json.loads((result["md"].parents[1] / "p2" / "ski.json").read_text())["caption"]
+    cider = caption_metrics({"ski": generated}, {"ski": ["a person skiing", "someone on skis"]}, java_available())
+    assert "1 generated captions against 2 references" in md and f"| CIDEr-D | {cider['CIDEr-D']:.3f} |" in md
     for fig in result["figures"]:
         assert Image.open(fig).size[0] > 300
     for link in re.findall(r"\]\(([^)]+\.png)\)", md):  # every Markdown link resolves
