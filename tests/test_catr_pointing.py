@@ -1,4 +1,5 @@
-"""catr.pointing: the pointing game over a hw3_2.sh folder, and the caption metrics."""
+"""catr.pointing: the pointing game over a hw3_2.sh folder (objects files and COCO instances), and the caption
+metrics."""
 import json
 
 import numpy as np
@@ -49,17 +50,28 @@ def planted(tok, objs, grid, scale, size):
     return m
 
 
+def world(scenes):
+    from catr.pointing import from_objects
+    return from_objects(json.loads((scenes / "objects.json").read_text()))
+
+
 def test_planted_maps_score_one_and_random_maps_score_the_box_area(scenes, tmp_path):
     from catr.pointing import read_folder, score_items
     objects = json.loads((scenes / "objects.json").read_text())
-    good = score_items(read_folder(fake_folder(scenes, tmp_path / "good", planted)), objects)
+    good = score_items(read_folder(fake_folder(scenes, tmp_path / "good", planted)), world(scenes))
     n_words = sum(2 * len(o) for o in objects.values())  # every object's colour and shape, once each
-    assert good["count"] == n_words and good["maps"] == 1.0 and good["absent"] == 0
+    assert good["count"] == n_words and good["maps"] == 1.0 and good["tolerance"] == 1.0 and good["absent"] == 0
+    assert good["classes"] == len({w for objs in objects.values() for o in objs for w in o["words"]})
     rng = np.random.default_rng(1)
-    noise = score_items(read_folder(fake_folder(scenes, tmp_path / "noise", lambda *a: rng.random(a[2]))), objects)
+    noise = score_items(read_folder(fake_folder(scenes, tmp_path / "noise", lambda *a: rng.random(a[2]))),
+                        world(scenes))
     sd = (noise["random"] * (1 - noise["random"]) / noise["count"]) ** 0.5
     assert 0.02 < noise["random"] < 0.3 and abs(noise["maps"] - noise["random"]) < 4 * sd, noise
     assert good["random"] == noise["random"] and good["centre"] == noise["centre"]  # baselines ignore the maps
+    uniform = score_items(read_folder(fake_folder(scenes, tmp_path / "flat", lambda *a: np.ones(a[2]))),
+                          world(scenes))
+    assert uniform["mass"] == pytest.approx(uniform["uniform_mass"]) and uniform["uniform_mass"] == noise["random"]
+    assert good["mass"] > noise["mass"] + 0.05  # planted peaks carry mass into their boxes
 
 
 def test_maps_off_the_object_miss(scenes, tmp_path):
@@ -72,9 +84,25 @@ def test_maps_off_the_object_miss(scenes, tmp_path):
         rest = [o for o in objs if tok not in o["words"]]
         return planted(rest[0]["words"][0] if named and rest else "-", objs, grid, scale, size)
 
-    s = score_items(read_folder(fake_folder(scenes, tmp_path / "wrong", other)), objects)
+    s = score_items(read_folder(fake_folder(scenes, tmp_path / "wrong", other)), world(scenes))
     single = sum(2 for o in objects.values() if len(o) == 1)  # nothing else to point at: stays random-ish
     assert s["maps"] <= single / s["count"] + 0.02
+
+
+def test_words_outside_the_caption_world_are_scored(scenes, tmp_path):
+    """The object words come from the objects file, whatever they are: rename some colours and shapes."""
+    from catr.pointing import from_objects, read_folder, score_items
+    objects = json.loads((scenes / "objects.json").read_text())
+    rename = {"red": "zebra", "circle": "kite", "square": "hot dog"}  # a two-word name is named by both words
+    new = {n: [dict(o, words=[rename.get(w, w) for w in o["words"]]) for o in objs] for n, objs in objects.items()}
+    items = read_folder(fake_folder(scenes, tmp_path / "f", planted))
+    for it in items:  # the renamed words in the captions, each piece with its word's planted map
+        words = [rename.get(w, w).split() for w in it["tokens"]]
+        it["tokens"] = [p for w in words for p in w]
+        it["maps"] = np.concatenate([it["maps"][[i] * len(w)] for i, w in enumerate(words)])
+    s = score_items(items, from_objects(new))
+    assert s["count"] == sum(2 * len(o) for o in objects.values()) and s["maps"] == 1.0
+    assert {"zebra", "kite", "hot dog"} <= set(s["per_class"])
 
 
 def test_caption_metrics():
@@ -104,3 +132,115 @@ def test_cli_errors_are_one_line(scenes, tmp_path):
                 "--captions", str(scenes / "captions.json")])
     assert proc.returncode == 0, proc.stderr
     assert "exact match 1.000" in proc.stdout and "| hw3_2.sh maps (layer -1) | 1.000 |" in proc.stdout
+
+
+COCO_IMAGES = {1: ("000000000001.jpg", (320, 240)), 2: ("000000000002.jpg", (200, 300))}
+COCO_BOXES = {"man": [10, 20, 60, 150], "dog1": [100, 120, 50, 40], "dog2": [230, 30, 60, 50],
+              "bike": [150, 170, 100, 60], "woman": [20, 30, 70, 200], "hotdog": [120, 220, 60, 50]}
+
+
+def coco_instances(path):
+    """A tiny COCO instances file: a man, two dogs and a bicycle; a woman and a hot dog."""
+    cats = [{"id": 1, "name": "person"}, {"id": 2, "name": "bicycle"}, {"id": 18, "name": "dog"},
+            {"id": 38, "name": "kite"}, {"id": 58, "name": "hot dog"}]
+    anns = [(1, "man", 1), (1, "dog1", 18), (1, "dog2", 18), (1, "bike", 2), (2, "woman", 1), (2, "hotdog", 58)]
+    path.write_text(json.dumps({
+        "images": [{"id": i, "file_name": n, "width": w, "height": h} for i, (n, (w, h)) in COCO_IMAGES.items()],
+        "annotations": [{"id": k, "image_id": i, "bbox": COCO_BOXES[b], "category_id": c, "area": 1, "iscrowd": 0}
+                        for k, (i, b, c) in enumerate(anns)],
+        "categories": cats}))
+    return path
+
+
+# Each image's tokens, and the box each token's map peaks on (None: noise).
+COCO_CAPTIONS = {1: [("a", None), ("man", "man"), ("walks", None), ("a", None), ("pooch", "dog1"), ("and", None),
+                     ("a", None), ("dog", "dog2"), ("by", None), ("a", None), ("bi", "bike"), ("##ke", "bike"),
+                     ("<end>", None)],
+                 2: [("a", None), ("woman", "woman"), ("eats", None), ("a", None), ("hot", "hotdog"),
+                     ("dog", "hotdog"), ("near", None), ("a", None), ("kite", None), ("<end>", None)]}
+
+
+def coco_folder(root, plant=lambda box: box):
+    """Images, a hw3_2.sh-like folder whose maps peak on the boxes COCO_CAPTIONS names (``plant`` may move them)."""
+    from catr.preprocess import resized_shape
+    (root / "images").mkdir(parents=True)
+    out = root / "out"
+    out.mkdir()
+    rng = np.random.default_rng(0)
+    for i, (name, (W, H)) in COCO_IMAGES.items():
+        from PIL import Image
+        Image.fromarray(rng.integers(0, 255, (H, W, 3), dtype=np.uint8)).save(root / "images" / name)
+        w, h = resized_shape((W, H), 128)
+        grid = (-(-h // 8), -(-w // 8))
+        maps = rng.random((len(COCO_CAPTIONS[i]), *grid)) * 0.1
+        for t, (_, box) in enumerate(COCO_CAPTIONS[i]):
+            if box:
+                x, y, bw, bh = COCO_BOXES[plant(box)]
+                maps[t, int((y + bh / 2) * h / H * grid[0] / h), int((x + bw / 2) * w / W * grid[1] / w)] = 1.0
+        stem = name.rsplit(".", 1)[0]
+        np.save(out / f"{stem}.npy", maps.astype(np.float32))
+        tokens = [t for t, _ in COCO_CAPTIONS[i]]
+        (out / f"{stem}.json").write_text(json.dumps({"caption": " ".join(tokens), "tokens": tokens, "size": [w, h],
+                                                      "layer": -1, "image": str(root / "images" / name)}))
+    return out
+
+
+def test_coco_instances_with_synonyms_score_a_planted_map(tmp_path):
+    """man, woman -> person; bike (two word pieces) -> bicycle; "hot dog" is a hot dog, not a dog; the user's
+    "pooch" -> dog scores against either dog; "kite" names no object of its image."""
+    from catr.pointing import add_synonyms, from_instances, read_folder, score_items
+    items = read_folder(coco_folder(tmp_path))
+    coco = json.loads(coco_instances(tmp_path / "instances.json").read_text())
+    s = score_items(items, add_synonyms(from_instances(coco), {"pooch": "dog"}, "synonyms.json"))
+    assert (s["count"], s["absent"], s["maps"], s["tolerance"]) == (6, 1, 1.0, 1.0)
+    assert set(s["per_class"]) == {"person", "dog", "bicycle", "hot dog"}
+    assert score_items(items, from_instances(coco))["count"] == 5  # "pooch" is no built-in word
+    wrong = read_folder(coco_folder(tmp_path / "wrong", lambda box: "man" if box.startswith("dog") else box))
+    s = score_items(wrong, from_instances(coco))
+    assert s["maps"] == 4 / 5 and s["per_class"]["dog"] == 0.0  # a dog's map on the man: a miss
+    syn = tmp_path / "synonyms.json"
+    syn.write_text(json.dumps({"pooch": "dog"}))
+    proc = run(["python3", "-m", "catr.pointing", str(tmp_path / "out"), "--instances",
+                str(tmp_path / "instances.json"), "--synonyms", str(syn)])
+    assert proc.returncode == 0, proc.stderr
+    assert "| hw3_2.sh maps (layer -1) | 1.000 | 1.000 |" in proc.stdout and "| 6 |" in proc.stdout
+    assert "averaged over 4 class(es)" in proc.stdout and "1 generated object word(s)" in proc.stdout
+
+
+def test_device_auto_scores_every_decoder_layer_and_head(tmp_path):
+    """``--device auto`` (a traceback before: it reached ``model.to("auto")``), a row per layer, --per-head."""
+    import torch
+    from catr_tiny import tiny_config, tiny_model, write_vocab
+    folder = coco_folder(tmp_path)
+    torch.save({"model": tiny_model().state_dict(), "catr_config": tiny_config().to_dict()}, tmp_path / "c.pth")
+    proc = run(["python3", "-m", "catr.pointing", str(folder), "--instances", str(coco_instances(tmp_path / "i.json")),
+                "--checkpoint", str(tmp_path / "c.pth"), "--vocab", str(write_vocab(tmp_path / "vocab.txt")),
+                "--device", "auto", "--per-head"])
+    assert proc.returncode == 0, proc.stderr
+    for row in ("decoder layer 0", "decoder layer 1", "layer 0 head 0", "layer 1 head 3", "random point"):
+        assert f"| {row}" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("flag, content, fragment", [
+    ("--instances", None, "instances file not found"),
+    ("--instances", "[1, 2", "is not JSON"),
+    ("--instances", '{"images": []}', "is not COCO instances"),
+    ("--instances", '{"images": [{"id": 1}], "annotations": [], "categories": []}', "is not COCO instances"),
+    ("--objects", '{"a.jpg": [{"words": ["red"]}]}', "is not {file name"),
+    ("--objects", '["a.jpg"]', "is not {file name"),
+    ("--synonyms", '{"pooch": "wolf"}', "does not have"),
+    ("--synonyms", '["pooch"]', "is not {word: class}"),
+])
+def test_bad_annotation_files_are_one_error_line(tmp_path, flag, content, fragment):
+    bad = tmp_path / "bad.json"
+    if content is not None:
+        bad.write_text(content)
+    base = ["--instances", str(coco_instances(tmp_path / "i.json"))] if flag == "--synonyms" else []
+    proc = run(["python3", "-m", "catr.pointing", str(tmp_path), *base, flag, str(bad)], timeout=120)
+    assert_one_line_error(proc, fragment)
+
+
+def test_objects_and_instances_are_exclusive(tmp_path):
+    f = coco_instances(tmp_path / "i.json")
+    assert_one_line_error(run(["python3", "-m", "catr.pointing", str(tmp_path), "--objects", str(f), "--instances",
+                               str(f)], timeout=120), "one of --objects")

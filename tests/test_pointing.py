@@ -1,4 +1,5 @@
-"""The pointing game: hw3io.pointing's scoring and vitpet.pointing's placement of boxes in the model's view."""
+"""The pointing game: hw3io.pointing's scoring (strict, TorchRay's tolerance, mass in box) and vitpet.pointing's
+placement of boxes in the model's view."""
 import json
 import re
 
@@ -6,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from helpers import run
-from hw3io.pointing import box_fraction, peak, score
+from helpers import assert_one_line_error, run
+from hw3io.pointing import box_fraction, peak, play, score
 from vitpet.data import build_view_transform
 from vitpet.model import build_model, resolve_model_data_config
 from vitpet.pointing import box_in_view, view_geometry
@@ -24,13 +25,52 @@ def test_planted_maps_always_hit_and_noise_scores_the_box_area():
         heat[(box[1] + box[3]) // 2, (box[0] + box[2]) // 2] = 1.0
         heats.append(heat)
         boxes.append(box)
-    assert score(heats, boxes)["maps"] == 1.0
+    good = score(heats, boxes)
+    assert good["maps"] == 1.0 and good["tolerance"] == 1.0
     noise = score([rng.random(h.shape) for h in heats], boxes)
     expected = np.mean([box_fraction(b, (h.shape[1], h.shape[0])) for h, b in zip(heats, boxes)])
     assert noise["random"] == pytest.approx(expected)
     assert abs(noise["maps"] - expected) < 0.06  # uniform noise points like a random point
+    assert abs(noise["mass"] - expected) < 0.01  # ... and spreads its mass like a uniform map
+    uniform = score([np.ones(h.shape) for h in heats], boxes)
+    assert uniform["mass"] == pytest.approx(expected) and uniform["uniform_mass"] == pytest.approx(expected)
+    assert good["mass"] > expected + 0.01  # the planted peak carries mass into the box
     assert box_fraction((0, 0, 5, 10), (10, 10)) == 0.5 and box_fraction((-5, -5, 5, 5), (10, 10)) == 0.25
     assert peak(np.eye(3)[::-1]) == (2.5, 0.5)  # first maximum in row-major order, pixel centre
+
+
+def peak_right_of(box, gap, size=(100, 100)):
+    """A map whose hottest pixel's centre lies ``gap`` px right of the box's last pixel centre, level with it."""
+    heat = np.zeros(size[::-1])
+    heat[(box[1] + box[3]) // 2, box[2] - 1 + gap] = 1.0
+    return heat
+
+
+@pytest.mark.parametrize("gap, strict, tolerance", [(0, True, True), (10, False, True), (14, False, True),
+                                                    (15, False, False), (20, False, False)])
+def test_tolerance_is_torchray_15_pixels(gap, strict, tolerance):
+    """TorchRay's rule: a hit when an object pixel lies closer than 15 px to the peak (pixel centres, strictly)."""
+    box = (40, 40, 60, 60)
+    g = play(peak_right_of(box, gap), [box])
+    assert (g["maps"], g["tolerance"]) == (strict, tolerance)
+    diagonal = np.zeros((100, 100))
+    diagonal[59 + 9, 59 + 12] = 1.0  # 9 px down, 12 px right of the corner pixel: exactly 15 px away, a miss
+    assert not play(diagonal, [box])["tolerance"]
+    diagonal[59 + 9, 59 + 12], diagonal[59 + 9, 59 + 11] = 0.0, 1.0  # sqrt(202) < 15: a hit
+    assert play(diagonal, [box])["tolerance"]
+
+
+def test_tolerance_is_averaged_over_classes_and_targets_may_be_several_boxes():
+    box = (40, 40, 60, 60)
+    hit, miss = peak_right_of(box, 10), peak_right_of(box, 30)
+    s = score([hit, hit, miss, miss], [box] * 4, classes=["A", "B", "B", "B"])
+    assert s["tolerance"] == pytest.approx((1 / 1 + 1 / 3) / 2)  # 0.667, not the pooled 2 / 4
+    assert s["maps"] == 0.0 and s["classes"] == 2 and s["per_class"] == {"A": 1.0, "B": pytest.approx(1 / 3)}
+    assert score([hit, miss], [box] * 2)["tolerance"] == 0.5  # no classes: one class, pooled
+    other = (80, 0, 100, 20)
+    two = score([peak_right_of(box, 0)], [[other, box]])  # a hit in any box, mass over their union
+    assert two["maps"] == 1.0 and two["mass"] == 1.0 and two["uniform_mass"] == pytest.approx(0.08)
+    assert score([np.ones((100, 100))], [[other, box]])["mass"] == pytest.approx(0.08)
 
 
 @pytest.mark.parametrize("crop_mode, crop_pct", [("center", None), ("squash", 0.875), ("border", 0.875),
@@ -56,9 +96,31 @@ def test_pointing_script_on_the_trained_model(trained):
     proc = run(["python3", "-m", "vitpet.pointing", "--checkpoint", str(out / "best.safetensors"), "--images",
                 str(data / "val")])
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rates = dict(re.findall(r"^\| ([^|]+?) \| (\d\.\d{3}) \| 148 \|$", proc.stdout, re.M))
-    assert set(rates) == {"last layer (head mean)", "rollout", "image centre (baseline)",
-                          "random point (baseline, expected)"}
+    assert "| map | strict | tolerance (15 px, class mean) | mass in box | images |" in proc.stdout
+    rows = {r[0]: r[1:] for r in re.findall(r"^\| ([^|]+?) \| (\d\.\d{3}) \| (\d\.\d{3}) \| (\d\.\d{3}|-) \| 148 \|$",
+                                            proc.stdout, re.M)}
+    assert set(rows) == {"last layer (head mean)", "rollout", "image centre (baseline)",
+                         "random point (baseline, expected)"}
     boxes = json.loads((data / "val" / "boxes.json").read_text())
     assert len(boxes) == 148
-    assert 0.2 < float(rates["random point (baseline, expected)"]) < 0.5
+    strict, tolerance, mass = map(float, rows["random point (baseline, expected)"])
+    assert 0.2 < strict < 0.5 and mass == strict and tolerance > strict  # a uniform map's mass: the area share
+    assert "averaged over 37 class(es)" in proc.stdout  # the pet classes of the file names
+
+
+def test_pet_classes_come_from_the_file_names():
+    from vitpet.pointing import pet_classes
+    assert pet_classes(["26_5064.jpg", "3_1.png"]) == [26, 3]
+    assert pet_classes(["26_5064.jpg", "cat.png"]) == ["all", "all"]
+
+
+@pytest.mark.parametrize("content, fragment", [(None, "boxes file not found"), ("{oops", "is not JSON"),
+                                               ('["a.jpg"]', "is not {file name"),
+                                               ('{"a.jpg": [1, 2, 3]}', "the box of a.jpg is not")])
+def test_bad_boxes_file_is_one_error_line(tmp_path, content, fragment):
+    boxes = tmp_path / "boxes.json"
+    if content is not None:
+        boxes.write_text(content)
+    proc = run(["python3", "-m", "vitpet.pointing", "--checkpoint", str(tmp_path / "none.safetensors"), "--images",
+                str(tmp_path), "--boxes", str(boxes)], timeout=120)
+    assert_one_line_error(proc, fragment)
