@@ -207,6 +207,16 @@ def test_coco_instances_with_synonyms_score_a_planted_map(tmp_path):
     assert "averaged over 4 class(es)" in proc.stdout and "1 generated object word(s)" in proc.stdout
 
 
+def test_names_are_read_longest_first_and_two_word_names_need_both_words():
+    from catr.pointing import coco_names, find_names
+    names = coco_names({"teddy bear", "bear", "traffic light", "person", "bicycle"})
+    tokens = "a teddy bear , a bear , a teddy and a light by the traffic light".split()
+    assert find_names(tokens, names) == [([1, 2], "teddy bear"), ([5], "bear"), ([8], "teddy bear"),
+                                         ([14, 15], "traffic light")]  # "light" alone names nothing
+    assert find_names("two bears and men on bi ##kes".split(), names) == [([1], "bear"), ([3], "person"),
+                                                                             ([5, 6], "bicycle")]
+
+
 def test_device_auto_scores_every_decoder_layer_and_head(tmp_path):
     """``--device auto`` (a traceback before: it reached ``model.to("auto")``), a row per layer, --per-head."""
     import torch
