@@ -34,7 +34,7 @@ report: $(STAMP)
 bench: $(STAMP)
 	python3 bench/bench_p1_inference.py
 	python3 bench/bench_catr_decode.py
-	python3 bench/bench_p1_int8.py
+	python3 bench/bench_p1_precision.py
 	python3 bench/bench_catr_train.py
 
 # On a CUDA machine: one table of everything that differs there (scripts/gpu_check.py; --cpu runs it at toy sizes).

@@ -13,10 +13,11 @@ def get_args_parser():
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: 32)")
     p.add_argument("--workers", type=int, default=None, help="data-loader workers (default: min(4, CPUs))")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cuda or cpu")
-    p.add_argument("--quantize", default="none", choices=("none", "int8"),
-                   help="none (default; the graded fp32 numbers) or int8: dynamic int8 Linear layers on the CPU, "
-                        "measured 1.36x fp32's speed at batch 8 on an AMD EPYC without VNNI, 2.3x on an Intel Xeon "
-                        "with AMX (bench/bench_p1_int8.py); check its --eval accuracy on val before trusting it")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
+                   help="fp32 (default; the graded numbers, as hw3_1.sh), bf16 (autocast: 3.6x fp32 at batch 8 on "
+                        "an Intel Xeon with AMX, slower than fp32 on CPUs without AVX512-BF16/AMX) or int8 (CPU only: "
+                        "dynamic int8 Linear layers, 1.36x fp32 on an AMD EPYC without VNNI, 2.3x with AMX); "
+                        "measured by bench/bench_p1_precision.py; check --eval accuracy on val before trusting them")
     p.add_argument("--skip-unreadable", action="store_true", help="predict the readable images, report the rest")
     p.add_argument("--eval", action=argparse.BooleanOptionalAction, default=None,
                    help="print accuracy from the labels in the file names (default: when every name has one)")
@@ -27,7 +28,7 @@ def main(argv=None):
     a = get_args_parser().parse_args(argv)
     from vitpet.inference import run_inference
     r = run_inference(a.checkpoint, a.images, a.output, batch_size=a.batch_size, workers=a.workers, device=a.device,
-                      skip_unreadable=a.skip_unreadable, evaluate=a.eval, quantize=a.quantize)
+                      skip_unreadable=a.skip_unreadable, evaluate=a.eval, precision=a.precision)
     print(f"wrote {r['count']} predictions to {r['output']}")
     if r["skipped"]:
         print(f"skipped {len(r['skipped'])} unreadable image(s): {', '.join(r['skipped'])}", file=sys.stderr)

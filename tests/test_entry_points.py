@@ -55,4 +55,4 @@ def test_help_says_what_is_required_and_quotes_only_measured_figures():
     readme = (ROOT / "README.md").read_text()
     figures = re.findall(r"\d+(?:\.\d+)?x\b", help1)
     assert figures and all(f in readme for f in figures), figures  # each one measured and documented
-    assert "bench/bench_p1_int8.py" in help1
+    assert "bench/bench_p1_precision.py" in help1

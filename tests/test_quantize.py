@@ -52,7 +52,7 @@ def test_a_quantized_model_is_never_saved(val_batch, trained, tmp_path):
     data, out, _ = trained
     before = sha256_file(out / "best.safetensors")
     proc = run(["python3", "p1_inference.py", "--checkpoint", str(out / "best.safetensors"), "--images",
-                str(data / "val"), "--output", str(tmp_path / "p.csv"), "--quantize", "int8", "--workers", "0"])
+                str(data / "val"), "--output", str(tmp_path / "p.csv"), "--precision", "int8", "--workers", "0"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "accuracy" in proc.stdout and sha256_file(out / "best.safetensors") == before
 
@@ -60,6 +60,6 @@ def test_a_quantized_model_is_never_saved(val_batch, trained, tmp_path):
 def test_int8_on_a_gpu_is_refused_in_one_line(trained, tmp_path):
     data, out, _ = trained
     proc = run(["python3", "p1_inference.py", "--checkpoint", str(out / "best.safetensors"), "--images",
-                str(data / "val"), "--output", str(tmp_path / "p.csv"), "--quantize", "int8", "--device", "cuda"])
-    assert_one_line_error(proc, "--quantize int8 runs on the CPU only")
+                str(data / "val"), "--output", str(tmp_path / "p.csv"), "--precision", "int8", "--device", "cuda"])
+    assert_one_line_error(proc, "--precision int8 runs on the CPU only")
     assert not (tmp_path / "p.csv").exists()

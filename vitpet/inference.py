@@ -10,7 +10,7 @@ from hw3io import (UserError, atomic_path, check_readable, default_workers, ensu
                    pick_device, progress)
 from .data import ImageFolderDataset, build_transforms, collate_skip, has_labels, parse_label
 from .model import load_checkpoint
-from .quantize import quantize_int8, require_cpu
+from .precision import PRECISIONS, int8_device, speed_notice, with_precision
 
 
 @torch.no_grad()
@@ -50,25 +50,25 @@ def accuracy(df: pd.DataFrame) -> float:
 
 
 def run_inference(checkpoint, images, output, *, batch_size=32, workers=None, device="auto", skip_unreadable=False,
-                  evaluate=None, quantize="none") -> dict:
+                  evaluate=None, precision="fp32") -> dict:
     """The p1_inference.py pipeline; ``evaluate=None`` reports accuracy whenever all names carry labels.
-    ``quantize="int8"``: the CPU's int8 path (vitpet.quantize); the checkpoint stays as it is."""
+    ``precision``: fp32 (graded), bf16 or int8 (vitpet.precision); the checkpoint stays as it is."""
     output = Path(output)
     if output.is_dir():
         raise UserError(f"output path is a folder, expected a .csv file: {output}")
     ensure_writable_dir(output.parent)  # fail before the long part, not after
-    if quantize not in ("none", "int8"):
-        raise UserError(f"unknown --quantize {quantize!r}: none or int8")
-    if quantize == "int8":
-        if device == "auto":
-            if torch.cuda.is_available():
-                print("note: --quantize int8 runs on the CPU; the GPU is not used", file=sys.stderr)
-            device = "cpu"
-        require_cpu(device)  # an explicit GPU is refused in one line, before anything is loaded
-    dev = pick_device(device, say_cpu=True)
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown --precision {precision!r}: one of {', '.join(PRECISIONS)}")
+    if precision == "int8":
+        device, note = int8_device(device, torch.cuda.is_available())
+        if note:
+            print(note, file=sys.stderr)
+    dev = pick_device(device, say_cpu=precision != "int8")
     model, config = load_checkpoint(checkpoint, device=dev)
-    if quantize == "int8":
-        model = quantize_int8(model, dev)
+    note = speed_notice(precision, dev)
+    if note:
+        print(note, file=sys.stderr)
+    model = with_precision(model, precision, dev)
     paths = list_images(images)
     labelled = has_labels(paths)
     if evaluate and not labelled:

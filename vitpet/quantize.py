@@ -1,4 +1,4 @@
-"""Opt-in int8 inference on the CPU (``p1_inference.py --quantize int8``): a laptop's fast path, never the graded one.
+"""Opt-in int8 inference on the CPU (``p1_inference.py --precision int8``): a laptop's fast path, never the graded one.
 
 Every ``nn.Linear`` but the classifier (together about 99% of ViT-B/16's FLOPs) becomes a dynamically quantized int8
 Linear: int8 weights per output channel, activations quantized at run time, int32 accumulation (oneDNN kernels
@@ -7,7 +7,7 @@ which would couple the images of a batch (one image's outlier changes another's 
 Linear runs image by image: scales are per image, and predictions do not depend on the batch size.
 
 Why not torchao's ``Int8DynamicActivationInt8WeightConfig`` (per-token scales, the recommended successor)? On
-this CPU it ran eager ViT-B/16 at 0.08 images/s against 1.6 for fp32 (0.05 compiled); see bench/bench_p1_int8.py.
+this CPU it ran eager ViT-B/16 at 0.08 images/s against 1.6 for fp32 (0.05 compiled); see bench/bench_p1_precision.py.
 Per-token scales emulated around torch.ao's kernels (each token mapped onto [-1, 1]) were exact too, but the extra
 elementwise passes made them slower than running image by image.
 """
@@ -20,7 +20,7 @@ from torch import nn
 from hw3io import UserError
 
 QUANTIZED_ATTR = "_vitpet_int8"  # marks a quantized copy, so it is never saved as a checkpoint
-# oneDNN's int8 GEMM ran ViT-B/16 25-40% faster than fbgemm and "x86" on our AVX2 CPU (bench/bench_p1_int8.py).
+# oneDNN's int8 GEMM ran ViT-B/16 25-40% faster than fbgemm and "x86" on our AVX2 CPU (bench/bench_p1_precision.py).
 PREFERRED_ENGINE = "onednn"
 
 
@@ -37,7 +37,7 @@ class PerImageLinear(nn.Module):
 
 def require_cpu(device) -> None:
     if str(device).split(":")[0] != "cpu":
-        raise UserError("--quantize int8 runs on the CPU only (its kernels are oneDNN/fbgemm); on a GPU use the "
+        raise UserError("--precision int8 runs on the CPU only (its kernels are oneDNN/fbgemm); on a GPU use the "
                         "default fp32, or add --device cpu")
 
 

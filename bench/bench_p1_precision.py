@@ -1,14 +1,15 @@
-"""Problem-1 int8 vs fp32 on the CPU (p1_inference.py --quantize int8), side by side in one run:
+"""Problem-1 precisions on the CPU (p1_inference.py --precision fp32|bf16|int8), side by side in one run; the
+header names the CPU and which of its flags decide the outcome (AVX512-BF16/AMX for bf16, VNNI for int8):
 
-  forward  : ViT-B/16 (random init) on the same pre-transformed inputs, batch 1 and 8: fp32, our int8 (per-image
-             activation scales, per-channel weights, fp32 classifier) under each quantized engine, plain torch.ao
-             dynamic int8 (one activation scale per batch tensor) and, with --torchao, torchao's
+  forward  : ViT-B/16 (random init) on the same pre-transformed inputs, batch 1 and 8: fp32, bf16 autocast, our
+             int8 (per-image activation scales, per-channel weights, fp32 classifier) under each quantized engine,
+             plain torch.ao dynamic int8 (one activation scale per batch tensor) and, with --torchao, torchao's
              Int8DynamicActivationInt8WeightConfig
-  pipeline : predict_folder on N generated 500x375 JPEGs in both modes (decoding must keep up with int8)
+  pipeline : predict_folder on N generated 500x375 JPEGs at each precision (decoding must keep up)
   accuracy : the demo's trained tiny ViT (demo_out/p1, trained here first if absent) on its val folder:
-             agreement of int8 with fp32 predictions and the accuracy of each
+             agreement of bf16 and int8 with fp32 predictions and the accuracy of each
 
-Usage: python3 bench/bench_p1_int8.py [--n 48] [--torchao]
+Usage: python3 bench/bench_p1_precision.py [--n 48] [--torchao]
 """
 import argparse
 import copy
@@ -24,6 +25,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.bench_p1_inference import make_images  # noqa: E402
+from hw3io.cpu import describe_cpu  # noqa: E402
+from vitpet.precision import Autocast, with_precision  # noqa: E402
 from vitpet.quantize import quantize_int8  # noqa: E402
 
 TEST_IMAGES = 2169  # the course's test set
@@ -72,7 +75,7 @@ def forward_table(use_torchao: bool):
     torch.manual_seed(0)
     model = build_model("vit_base_patch16_224", pretrained=False).eval()
     x = torch.randn(16, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    variants = {"fp32": model}
+    variants = {"fp32": model, "bf16 autocast": Autocast(model, "cpu")}
     for engine in ("onednn", "fbgemm", "x86"):  # quantize_int8's default engine first, then the alternatives
         variants[f"int8 ours, {engine}"] = Pinned(quantize_int8(model, engine=engine), engine)
     variants["int8 torch.ao plain"] = Pinned(plain_torch_ao(model), "onednn")
@@ -91,7 +94,7 @@ def forward_table(use_torchao: bool):
             diff = (m(x[:8]) - ref).abs().max().item()
         rates[name] = b8
         print(f"{name:<22} {b1:>9.2f} {b8:>9.2f} {b8 / rates['fp32']:>10.2f}x {diff:>9.4f}")
-    rates["int8 (ours)"] = rates["int8 ours, onednn"]  # quantize_int8's default, used by the pipeline below
+    rates["bf16"], rates["int8"] = rates["bf16 autocast"], rates["int8 ours, onednn"]  # what --precision runs
     return model, rates
 
 
@@ -102,12 +105,13 @@ def pipeline_table(model, n: int, rates: dict):
     print(f"\npredict_folder on {n} JPEGs (500x375), batch 8, default workers")
     with tempfile.TemporaryDirectory() as d:
         make_images(Path(d), n)
-        for name, m in (("fp32", model), ("int8 (ours)", quantize_int8(model))):
+        for name in ("fp32", "bf16", "int8"):
+            m = with_precision(model, name, "cpu")
             t = time.perf_counter()
             df, _ = predict_folder(m, cfg, d, batch_size=8, show_progress=False)
             r = n / (time.perf_counter() - t)
             assert len(df) == n
-            print(f"{name:<12} pipeline {r:6.2f} img/s = {r / rates[name]:.2f}x its forward alone; "
+            print(f"{name:<5} pipeline {r:6.2f} img/s = {r / rates[name]:.2f}x its forward alone; "
                   f"{TEST_IMAGES} test images in {TEST_IMAGES / r / 60:.1f} min")
 
 
@@ -129,11 +133,12 @@ def accuracy_table():
     x = torch.stack([ds[i][0] for i in range(len(ds))])
     y = torch.tensor(ds.targets)
     with torch.inference_mode():
-        ref, got = model(x).argmax(1), quantize_int8(model)(x).argmax(1)
-    agree = (ref == got).float().mean().item()
-    print(f"\ntrained demo ViT on its {len(ds)} val images: int8 agrees with fp32 on {agree:.2%} "
-          f"({int((ref != got).sum())} differ); accuracy fp32 {(ref == y).float().mean():.4f}, "
-          f"int8 {(got == y).float().mean():.4f}")
+        ref = model(x).argmax(1)
+        print(f"\ntrained demo ViT on its {len(ds)} val images: accuracy fp32 {(ref == y).float().mean():.4f}")
+        for name in ("bf16", "int8"):
+            got = with_precision(model, name, "cpu")(x).argmax(1)
+            print(f"{name}: agrees with fp32 on {(ref == got).float().mean():.2%} ({int((ref != got).sum())} differ); "
+                  f"accuracy {(got == y).float().mean():.4f}")
 
 
 def main():
@@ -141,7 +146,9 @@ def main():
     p.add_argument("--n", type=int, default=48, help="JPEGs for the pipeline runs")
     p.add_argument("--torchao", action="store_true", help="also time torchao's int8 (installed separately; slow)")
     a = p.parse_args()
-    print(f"torch {torch.__version__}, quantized engine {torch.backends.quantized.engine}")
+    print(describe_cpu())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, quantized engine "
+          f"{torch.backends.quantized.engine}")
     model, rates = forward_table(a.torchao)
     pipeline_table(model, a.n, rates)
     accuracy_table()
