@@ -4,6 +4,7 @@ Weights: a local file, or an official release asset downloaded once into the tor
 ``vocab.txt``, or BERT uncased's through ``huggingface_hub`` (its cache, ``HF_HOME``, ``HF_ENDPOINT`` and
 ``HF_HUB_OFFLINE`` all honoured). Nothing here reads the environment: the scripts pass what they were given.
 """
+import hashlib
 import os
 from pathlib import Path
 
@@ -17,6 +18,10 @@ CHECKPOINT_URLS = {
     "v2": "https://github.com/saahiluppal/catr/releases/download/0.2/weight389123791.pth",
     "v3": "https://github.com/saahiluppal/catr/releases/download/0.2/weight493084032.pth",
 }
+# sha256 of each release asset, checked when it is downloaded. Not recorded yet: the project's machines cannot reach
+# GitHub. Whoever downloads one can fill its digest in (``sha256sum weight493084032.pth``); until then None skips
+# the check for that release.
+RELEASE_SHA256 = {url: None for url in CHECKPOINT_URLS.values()}
 BERT_REPO = "google-bert/bert-base-uncased"  # the canonical id; "bert-base-uncased" is its old alias
 BERT_REPO_ALIASES = ("bert-base-uncased",)
 
@@ -42,19 +47,40 @@ def release_url(version: str) -> str:
     return CHECKPOINT_URLS[version]
 
 
+def cache_path(url: str) -> Path:
+    """Where ``url`` is cached in the torch hub cache (``$TORCH_HOME``): a release under its own file name (where
+    ``torch.hub.load_state_dict_from_url`` puts it too), any other URL under its file name prefixed by a digest of
+    the whole URL, so two links ending in ``checkpoint.pth`` never share a file."""
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    name = os.path.basename(url.split("?")[0]) or "checkpoint.pth"
+    if url in CHECKPOINT_URLS.values():
+        return folder / name
+    return folder / f"{hashlib.sha256(url.encode()).hexdigest()[:16]}-{name}"
+
+
 def fetch_checkpoint(url: str) -> dict:
-    """Download ``url`` once into the torch hub cache (``$TORCH_HOME``) and load it. The download goes to a temp
-    file that is renamed only when complete, so an interrupted one is never used."""
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    """Download ``url`` once into the torch hub cache and load it. The download goes to a temp file that is
+    renamed only when complete (and, for a release with a recorded digest, only when its sha256 matches), so an
+    interrupted or altered one is never used."""
+    cached = cache_path(url)
     if not cached.is_file():
+        expected = RELEASE_SHA256.get(url)
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(url, str(cached), progress=True)
+            torch.hub.download_url_to_file(url, str(cached), hash_prefix=expected, progress=True)
+        except RuntimeError as e:
+            if expected and "invalid hash value" in str(e):
+                raise UserError(f"the file at {url} is not the CATR release: its sha256 differs from the recorded "
+                                f"{expected[:16]}...; nothing was cached") from None
+            raise UserError(download_failed(url, cached, e)) from None
         except Exception as e:
-            raise UserError(f"could not download CATR weights from {url} ({type(e).__name__}); offline, download it "
-                            f"elsewhere and pass --checkpoint FILE (or set CATR_CHECKPOINT), or place it in "
-                            f"{cached.parent}") from None
+            raise UserError(download_failed(url, cached, e)) from None
     return load_checkpoint_file(cached)
+
+
+def download_failed(url: str, cached: Path, e: Exception) -> str:
+    return (f"could not download CATR weights from {url} ({type(e).__name__}); offline, download it elsewhere and "
+            f"pass --checkpoint FILE (or set CATR_CHECKPOINT), or place it at {cached}")
 
 
 def load_weights(checkpoint=None, version: str = "v3", url: str | None = None) -> dict:

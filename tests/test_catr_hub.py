@@ -8,6 +8,8 @@ import torch
 
 from catr_tiny import tiny_config, tiny_model, write_images, write_vocab
 from helpers import ROOT, assert_one_line_error, grader_env
+from catr.hub import RELEASE_SHA256, cache_path, fetch_checkpoint
+from hw3io import UserError
 from scripts.loopback import LoopbackServer, hub_path
 
 VOCAB = hub_path("google-bert/bert-base-uncased", "vocab.txt")
@@ -44,7 +46,8 @@ def test_fresh_machine_downloads_vocab_and_weights_once(assets, tmp_path):
         assert server.hits == {VOCAB: 1, WEIGHTS: 1}  # the second run used both caches
     cached = list((home / ".cache" / "huggingface" / "hub").rglob("vocab.txt"))
     assert len(cached) == 1 and cached[0].read_text() == assets["vocab"].read_text()
-    assert (home / ".cache" / "torch" / "hub" / "checkpoints" / "weight493084032.pth").is_file()
+    cached = list((home / ".cache" / "torch" / "hub" / "checkpoints").iterdir())
+    assert [p.name for p in cached] == [cache_path(server.url(WEIGHTS)).name]  # keyed by the whole URL
     np.testing.assert_array_equal(np.load(home / "out0" / "ski.npy"), np.load(home / "out1" / "ski.npy"))
 
     # HF_HOME moves the hub cache: an empty one, offline, is a one-line error naming --vocab.
@@ -72,3 +75,39 @@ def test_a_bad_checkpoint_leaves_no_output_folder(assets, tmp_path):
                  CATR_VOCAB=str(assets["vocab"]))
     assert_one_line_error(proc, "cannot read CATR checkpoint")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def torch_home(tmp_path):
+    before = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "torch_hub"))
+    yield tmp_path / "torch_hub" / "checkpoints"
+    torch.hub.set_dir(before)
+
+
+def test_two_urls_with_one_file_name_get_their_own_cache_files(torch_home, tmp_path):
+    a, b = tmp_path / "a.pth", tmp_path / "b.pth"
+    torch.save({"model": {"w": torch.zeros(1)}}, a)
+    torch.save({"model": {"w": torch.ones(1)}}, b)
+    with LoopbackServer({"/a/checkpoint.pth": a, "/b/checkpoint.pth": b}) as server:
+        for _ in range(2):
+            assert fetch_checkpoint(server.url("/a/checkpoint.pth"))["model"]["w"].item() == 0
+            assert fetch_checkpoint(server.url("/b/checkpoint.pth"))["model"]["w"].item() == 1
+        assert server.hits == {"/a/checkpoint.pth": 1, "/b/checkpoint.pth": 1}
+    assert len(list(torch_home.iterdir())) == 2
+    release = "https://github.com/saahiluppal/catr/releases/download/0.2/weight493084032.pth"
+    assert cache_path(release).name == "weight493084032.pth"  # where torch.hub and other tools put it too
+
+
+def test_a_release_whose_sha256_differs_is_refused_and_not_cached(torch_home, tmp_path, monkeypatch):
+    import hashlib
+    weights = tmp_path / "w.pth"
+    torch.save({"model": {"w": torch.zeros(1)}}, weights)
+    with LoopbackServer({WEIGHTS: weights}) as server:
+        url = server.url(WEIGHTS)
+        monkeypatch.setitem(RELEASE_SHA256, url, "0" * 64)
+        with pytest.raises(UserError, match="sha256 differs"):
+            fetch_checkpoint(url)
+        assert not cache_path(url).exists()
+        monkeypatch.setitem(RELEASE_SHA256, url, hashlib.sha256(weights.read_bytes()).hexdigest())
+        assert fetch_checkpoint(url)["model"]["w"].item() == 0 and cache_path(url).is_file()
