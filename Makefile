@@ -34,6 +34,7 @@ report: $(STAMP)
 bench: $(STAMP)
 	python3 bench/bench_p1_inference.py
 	python3 bench/bench_catr_decode.py
+	python3 bench/bench_catr_beam.py
 	python3 bench/bench_p1_precision.py
 	python3 bench/bench_catr_train.py
 
