@@ -121,6 +121,12 @@ def read_references(path) -> tuple[dict, dict]:
     return refs, {k: k for k in refs}
 
 
+def references_by_name(path) -> dict:
+    """``read_references`` keyed by image file name: {file name: [captions]}."""
+    refs, ids_by_name = read_references(path)
+    return {name: refs[key] for name, key in ids_by_name.items() if key in refs}
+
+
 def read_results(path) -> dict:
     """COCO results ``[{"image_id", "caption"}]`` -> {image id: caption}."""
     import json

@@ -282,19 +282,6 @@ def caption_scores(items, references: dict, objects: dict | None = None) -> dict
             "names_objects": sum(named) / max(len(named), 1) if pairs else None, "count": len(exact)}
 
 
-def read_references(path) -> dict:
-    """COCO captions -> {file name: [captions]}."""
-    coco = read_json(path, "captions file")
-    try:
-        names = {im["id"]: im["file_name"] for im in coco["images"]}
-        refs = {}
-        for a in coco["annotations"]:
-            refs.setdefault(names[a["image_id"]], []).append(a["caption"])
-    except (AttributeError, KeyError, TypeError) as e:
-        raise _malformed(path, "captions file", "COCO captions (images, annotations with caption)", e) from None
-    return refs
-
-
 def format_table(rows: dict, baseline: dict) -> str:
     from hw3io.pointing import table
     return table(rows, baseline, "object words")
@@ -312,8 +299,9 @@ def read_annotations(a) -> Annotations:
 
 
 def print_captions(items, a) -> None:
+    from .metrics import references_by_name
     objects = read_json(a.objects, "objects file") if a.objects else None
-    c = caption_scores(items, read_references(a.captions), objects)
+    c = caption_scores(items, references_by_name(a.captions), objects)
     named = "" if c["names_objects"] is None else f", naming every object's colour and shape {c['names_objects']:.3f}"
     print(f"captions of {c['count']} images: exact match {c['exact']:.3f}, per-word accuracy {c['word_acc']:.3f}"
           + named)
@@ -327,7 +315,7 @@ def main(argv=None):
     p.add_argument("--instances", default=None, help="COCO instance annotations, e.g. instances_val2017.json")
     p.add_argument("--synonyms", default=None, help="JSON {word: class} naming classes in your words (optional)")
     # Optional extras
-    p.add_argument("--captions", default=None, help="COCO captions JSON with the reference captions (optional)")
+    p.add_argument("--captions", default=None, help="reference captions: COCO captions JSON or caption.txt (optional)")
     p.add_argument("--checkpoint", default=None, help="the caption model, to score every decoder layer (optional)")
     p.add_argument("--vocab", default=None, help="its vocab.txt (with --checkpoint)")
     p.add_argument("--per-head", action="store_true", help="with --checkpoint: also a table of every layer's heads")

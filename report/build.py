@@ -26,9 +26,8 @@ def read_captions(path) -> dict[str, list[str]]:
     (``catr.metrics.read_references``); keyed by the name's stem, as the PNGs are."""
     if path is None:
         return {}
-    from catr.metrics import read_references
-    refs, ids_by_name = read_references(path)
-    return {Path(name).stem: refs[key] for name, key in ids_by_name.items() if key in refs}
+    from catr.metrics import references_by_name
+    return {Path(name).stem: caps for name, caps in references_by_name(path).items()}
 
 
 def caption_scores(p2_dir, refs) -> list:
