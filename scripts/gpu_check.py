@@ -116,6 +116,14 @@ def p1_runs(sizes: Sizes, work: Path, gpus: int) -> list[tuple]:
     predicted = float(must(pred, "p1_inference.py").stdout.split("accuracy ")[1].split()[0])
     rows.append(("val accuracy: trainer (fp32 eval) vs p1_inference.py", f"{logged:.4f} vs {predicted:.4f}", "equal",
                  logged == predicted))
+    _, bf16 = run(["python3", "p1_inference.py", "--checkpoint", str(one / "best.safetensors"), "--precision",
+                   "bf16", "--images", str(data / "val"), "--output", str(work / "val_bf16.csv"), "--device",
+                   sizes.device])
+    must(bf16, "p1_inference.py --precision bf16")
+    fp32_rows, bf16_rows = ((work / f).read_text().splitlines() for f in ("val.csv", "val_bf16.csv"))
+    agree = sum(a == b for a, b in zip(fp32_rows, bf16_rows)) / len(fp32_rows)
+    rows.append(("p1_inference.py --precision bf16 vs fp32: same predictions", f"{agree:.2%}", ">= 90%",
+                 agree >= 0.90))
 
     n = gpus if sizes.device == "cuda" else 2
     if n >= 2:
