@@ -78,11 +78,12 @@ def test_a_bad_checkpoint_leaves_no_output_folder(assets, tmp_path):
 
 
 @pytest.fixture
-def torch_home(tmp_path):
-    before = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / "torch_hub"))
-    yield tmp_path / "torch_hub" / "checkpoints"
-    torch.hub.set_dir(before)
+def torch_home(tmp_path, monkeypatch):
+    """$TORCH_HOME, not torch.hub.set_dir: set_dir pins the hub folder for the rest of the session, so a later test's
+    $TORCH_HOME would be ignored."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_hub"))
+    assert torch.hub.get_dir() == str(tmp_path / "torch_hub" / "hub")
+    yield tmp_path / "torch_hub" / "hub" / "checkpoints"
 
 
 def test_two_urls_with_one_file_name_get_their_own_cache_files(torch_home, tmp_path):
