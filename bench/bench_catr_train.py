@@ -1,7 +1,9 @@
 """The tiny CATR preset on the caption world, as a user runs it: generate 2,000 training and 200 held-out scenes,
 pretrain the ConvNet on the training scenes' boxes (``catr.pretrain``), train with p2_train.py's defaults from it
 (both timed), caption the held-out scenes with hw3_2.sh, then score the captions and the pointing game with
-``catr.pointing``. ``--no-pretrain`` trains from a random ConvNet instead, for comparison.
+``catr.pointing``. ``--no-pretrain`` trains from a random ConvNet instead, for comparison. ``--seeds 0 1 2`` pretrains
+and trains once per seed on the same world and tabulates each seed and their mean and min-max: a recipe whose pointing
+hinges on the seed (or on the CPU's last bits) shows a wide spread.
 
 Targets (issue 9): pretraining plus training at most 5 minutes on 2 CPU cores; at least 90% of held-out captions naming every
 object's colour and shape; object words' cross-attention peaking on their object at least 90% of the time at the
@@ -28,23 +30,16 @@ def sh(args, **env):
     return proc.stdout, time.perf_counter() - t0
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--train", type=int, default=2000)
-    p.add_argument("--val", type=int, default=200)
-    p.add_argument("--no-pretrain", action="store_true", help="start the ConvNet at random, as before catr.pretrain")
-    p.add_argument("--keep", default=None, help="work in this folder and keep it (default: a temporary one)")
-    a = p.parse_args(argv)
-    work = Path(a.keep or tempfile.mkdtemp(prefix="bench-catr-"))
-    world, run = work / "world", work / "run"
-    sh([sys.executable, "-m", "synth.captionworld", world, "--train", a.train, "--val", a.val])
-    pretrain_s, start = 0.0, []
-    if not a.no_pretrain:
+def run_seed(world, work, seed: int, pretrain: bool) -> dict:
+    """Pretrain, train, caption and score one seed in ``work``: its timings, caption and default-layer scores."""
+    run, start, pretrain_s = work / "run", [], 0.0
+    if pretrain:
         out, pretrain_s = sh([sys.executable, "-m", "catr.pretrain", "--images", world / "train" / "images",
-                              "--objects", world / "train" / "objects.json", "--output", work / "convnet.safetensors"])
+                              "--objects", world / "train" / "objects.json", "--output", work / "convnet.safetensors",
+                              "--seed", seed])
         print("\n".join(l for l in out.splitlines() if l.startswith("pretrain epoch")))
         start = ["--backbone-weights", work / "convnet.safetensors"]
-    out, train_s = sh([sys.executable, "p2_train.py", "--preset", "tiny", *start,
+    out, train_s = sh([sys.executable, "p2_train.py", "--preset", "tiny", *start, "--seed", seed,
                        "--train-annotations", world / "train" / "captions.json",
                        "--train-images", world / "train" / "images",
                        "--val-annotations", world / "val" / "captions.json", "--val-images", world / "val" / "images",
@@ -55,10 +50,62 @@ def main(argv=None):
     scores, _ = sh([sys.executable, "-m", "catr.pointing", work / "attn", "--objects", world / "val" / "objects.json",
                     "--captions", world / "val" / "captions.json", "--checkpoint", run / "checkpoint.pth",
                     "--vocab", run / "vocab.txt"])
-    print(f"\ncatr.pretrain {pretrain_s:.0f} s + p2_train.py --preset tiny {train_s:.0f} s = "
-          f"{pretrain_s + train_s:.0f} s wall on {a.train} scenes (target: 300 s or less) on {os.cpu_count()} CPUs; "
-          f"hw3_2.sh on {a.val} held-out scenes: {caption_s:.0f} s")
     print(scores)
+    return dict(parse_scores(scores), pretrain_s=pretrain_s, train_s=train_s, caption_s=caption_s)
+
+
+def parse_scores(text: str) -> dict:
+    """catr.pointing's printout -> names_objects, pointing (the hw3_2.sh maps: the default layer), centre and every
+    decoder layer's hit rate."""
+    out = {"layers": {}}
+    for line in text.splitlines():
+        if "naming every object" in line:
+            out["names_objects"] = float(line.rsplit(" ", 1)[1])
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 3 and cells[1].replace(".", "").isdigit():
+            if cells[0].startswith("hw3_2.sh maps"):
+                out["pointing"] = float(cells[1])
+            elif cells[0].startswith("decoder layer"):
+                out["layers"][int(cells[0].split()[-1])] = float(cells[1])
+            elif cells[0].startswith("image centre"):
+                out["centre"] = float(cells[1])
+    return out
+
+
+def summary(results: dict) -> str:
+    """Per seed and over seeds (mean, min-max): the targets' numbers and the time they took."""
+    from hw3io import markdown_table
+    cols = [("names objects", lambda r: r["names_objects"]), ("pointing (default layer)", lambda r: r["pointing"]),
+            ("centre baseline", lambda r: r["centre"]),
+            ("pretrain + train s", lambda r: r["pretrain_s"] + r["train_s"])]
+    layers = sorted({k for r in results.values() for k in r["layers"]})
+    cols[2:2] = [(f"layer {k}", lambda r, k=k: r["layers"][k]) for k in layers]
+    fmt = lambda v: f"{v:.0f}" if v >= 10 else f"{v:.3f}"  # noqa: E731
+    rows = [(f"seed {s}", *(fmt(f(r)) for _, f in cols)) for s, r in results.items()]
+    values = [[f(r) for r in results.values()] for _, f in cols]
+    rows += [("mean", *(fmt(sum(v) / len(v)) for v in values)),
+             ("min-max", *(f"{fmt(min(v))}-{fmt(max(v))}" for v in values))]
+    return markdown_table(("", *(name for name, _ in cols)), rows, "l" + "r" * len(cols))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--train", type=int, default=2000)
+    p.add_argument("--val", type=int, default=200)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="pretrain and train once per seed on one world (default: 0)")
+    p.add_argument("--no-pretrain", action="store_true", help="start the ConvNet at random, as before catr.pretrain")
+    p.add_argument("--keep", default=None, help="work in this folder and keep it (default: a temporary one)")
+    a = p.parse_args(argv)
+    work = Path(a.keep or tempfile.mkdtemp(prefix="bench-catr-"))
+    world = work / "world"
+    sh([sys.executable, "-m", "synth.captionworld", world, "--train", a.train, "--val", a.val])
+    results = {s: run_seed(world, work / f"seed{s}", s, not a.no_pretrain) for s in a.seeds}
+    for s, r in results.items():
+        print(f"seed {s}: catr.pretrain {r['pretrain_s']:.0f} s + p2_train.py --preset tiny {r['train_s']:.0f} s = "
+              f"{r['pretrain_s'] + r['train_s']:.0f} s wall on {a.train} scenes (target: 300 s or less) on "
+              f"{os.cpu_count()} CPUs; hw3_2.sh on {a.val} held-out scenes: {r['caption_s']:.0f} s")
+    print(summary(results))
     if a.keep:
         print(f"kept {work}")
 
