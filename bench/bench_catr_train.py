@@ -55,31 +55,35 @@ def run_seed(world, work, seed: int, pretrain: bool) -> dict:
 
 
 def parse_scores(text: str) -> dict:
-    """catr.pointing's printout -> names_objects, pointing (the hw3_2.sh maps: the default layer), centre and every
-    decoder layer's hit rate."""
+    """catr.pointing's printout -> names_objects, and for the hw3_2.sh maps (the default layer), every decoder layer
+    and the centre baseline: (strict, tolerance, mass in box)."""
     out = {"layers": {}}
     for line in text.splitlines():
         if "naming every object" in line:
             out["names_objects"] = float(line.rsplit(" ", 1)[1])
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) == 3 and cells[1].replace(".", "").isdigit():
-            if cells[0].startswith("hw3_2.sh maps"):
-                out["pointing"] = float(cells[1])
-            elif cells[0].startswith("decoder layer"):
-                out["layers"][int(cells[0].split()[-1])] = float(cells[1])
-            elif cells[0].startswith("image centre"):
-                out["centre"] = float(cells[1])
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 5 or not cells[1].replace(".", "").isdigit():
+            continue
+        scores = tuple(float(c) if c != "-" else float("nan") for c in cells[1:4])
+        if cells[0].startswith("hw3_2.sh maps"):
+            out["pointing"] = scores
+        elif cells[0].startswith("decoder layer"):
+            out["layers"][int(cells[0].split()[-1])] = scores
+        elif cells[0].startswith("image centre"):
+            out["centre"] = scores
     return out
 
 
 def summary(results: dict) -> str:
     """Per seed and over seeds (mean, min-max): the targets' numbers and the time they took."""
     from hw3io import markdown_table
-    cols = [("names objects", lambda r: r["names_objects"]), ("pointing (default layer)", lambda r: r["pointing"]),
-            ("centre baseline", lambda r: r["centre"]),
+    cols = [("names objects", lambda r: r["names_objects"]),
+            ("strict (default layer)", lambda r: r["pointing"][0]),
+            ("tolerance (15 px)", lambda r: r["pointing"][1]), ("mass in box", lambda r: r["pointing"][2]),
+            ("centre baseline", lambda r: r["centre"][0]),
             ("pretrain + train s", lambda r: r["pretrain_s"] + r["train_s"])]
     layers = sorted({k for r in results.values() for k in r["layers"]})
-    cols[2:2] = [(f"layer {k}", lambda r, k=k: r["layers"][k]) for k in layers]
+    cols[4:4] = [(f"strict layer {k}", lambda r, k=k: r["layers"][k][0]) for k in layers]
     fmt = lambda v: f"{v:.0f}" if v >= 10 else f"{v:.3f}"  # noqa: E731
     rows = [(f"seed {s}", *(fmt(f(r)) for _, f in cols)) for s, r in results.items()]
     values = [[f(r) for r in results.values()] for _, f in cols]
