@@ -129,6 +129,7 @@ def test_schedule_is_a_function_of_the_step_with_layer_scales():
     sched = StepSchedule(opt, total=100, warmup=10, min_factor=0.01)
     sched.set_step(0)
     assert opt.param_groups[1]["lr"] == pytest.approx(1e-5) and sched.lr == opt.param_groups[1]["lr"]
+    assert sched.peak == pytest.approx(1e-3)  # the start line's "peak lr": after warmup, not the warmup's first
     sched.set_step(50)
     mid = 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi / 2))
     assert opt.param_groups[1]["lr"] == pytest.approx(1e-3 * mid)

@@ -139,7 +139,7 @@ def fit(cfg, info: D.DistInfo, task: Task, stop: StopFlag) -> dict:
     if info.is_main:
         print(f"training {task.describe} on {D.device_name(info)}: {len(task.train_set)} train samples, effective "
               f"batch {micro_per_step * info.world_size} ({cfg.batch_size} per device x {info.world_size} devices x "
-              f"{cfg.accum_steps} accumulation), peak lr {schedule.lr:g}, {steps_per_epoch} steps/epoch, "
+              f"{cfg.accum_steps} accumulation), peak lr {schedule.peak:g}, {steps_per_epoch} steps/epoch, "
               f"amp {str(amp_dtype).removeprefix('torch.') if amp_dtype else 'off'} ({amp_why})", flush=True)
 
     clock = {"mark": time.time()}

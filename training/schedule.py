@@ -37,6 +37,11 @@ class StepSchedule:
             group["lr"] = base * f
 
     @property
+    def peak(self) -> float:
+        """The schedule's highest lr (the largest group's, after warmup): what the run's start line reports."""
+        return max(self.base)
+
+    @property
     def lr(self) -> float:
         """The peak lr in use (the largest group's): with layer decay, group 0 holds the smallest, the embeddings'."""
         return max(g["lr"] for g in self.optimizer.param_groups)
