@@ -18,6 +18,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from hw3io import markdown_table  # noqa: E402
+from hw3io.cpu import describe_cpu  # noqa: E402
 
 
 def sh(args, **env):
@@ -76,7 +79,6 @@ def parse_scores(text: str) -> dict:
 
 def summary(results: dict) -> str:
     """Per seed and over seeds (mean, min-max): the targets' numbers and the time they took."""
-    from hw3io import markdown_table
     cols = [("names objects", lambda r: r["names_objects"]),
             ("strict (default layer)", lambda r: r["pointing"][0]),
             ("tolerance (15 px)", lambda r: r["pointing"][1]), ("mass in box", lambda r: r["pointing"][2]),
@@ -101,6 +103,7 @@ def main(argv=None):
     p.add_argument("--no-pretrain", action="store_true", help="start the ConvNet at random, as before catr.pretrain")
     p.add_argument("--keep", default=None, help="work in this folder and keep it (default: a temporary one)")
     a = p.parse_args(argv)
+    print(describe_cpu(), flush=True)
     work = Path(a.keep or tempfile.mkdtemp(prefix="bench-catr-"))
     world = work / "world"
     sh([sys.executable, "-m", "synth.captionworld", world, "--train", a.train, "--val", a.val])
