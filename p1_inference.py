@@ -16,7 +16,7 @@ def get_args_parser():
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
                    help="fp32 (default; the graded numbers, as hw3_1.sh), bf16 (autocast: 3.6x fp32 at batch 8 on "
                         "an Intel Xeon with AMX, slower than fp32 on CPUs without AVX512-BF16/AMX) or int8 (CPU only: "
-                        "dynamic int8 Linear layers, 1.36x fp32 on an AMD EPYC without VNNI, 2.3x with AMX); "
+                        "dynamic int8 Linear layers, 1.41x fp32 on an AMD EPYC without VNNI, 2.3x with AMX); "
                         "measured by bench/bench_p1_precision.py; check --eval accuracy on val before trusting them")
     p.add_argument("--skip-unreadable", action="store_true", help="predict the readable images, report the rest")
     p.add_argument("--eval", action=argparse.BooleanOptionalAction, default=None,

@@ -60,7 +60,7 @@ def speed_notice(precision: str, device, flags=None) -> str | None:
         return ("note: this CPU lacks avx512_bf16 and amx_bf16, so bf16 runs slower than fp32 here "
                 "(bench/bench_p1_precision.py); --precision fp32 is faster")
     if precision == "int8" and not fast_int8(flags):
-        return ("note: this CPU lacks VNNI (avx512_vnni, avx_vnni, amx_int8), so int8 gains less here: 1.36x fp32 "
+        return ("note: this CPU lacks VNNI (avx512_vnni, avx_vnni, amx_int8), so int8 gains less here: 1.41x fp32 "
                 "measured on an AMD EPYC without it, 2.3x on an Intel Xeon with AMX (bench/bench_p1_precision.py)")
     return None
 
