@@ -36,7 +36,8 @@ bench: $(STAMP)
 	python3 bench/bench_catr_decode.py
 	python3 bench/bench_catr_beam.py
 	python3 bench/bench_p1_precision.py
-	python3 bench/bench_catr_train.py
+	python3 bench/bench_catr_train.py --seeds 0 1 2
+	python3 bench/bench_p1_pointing.py
 
 # On a CUDA machine: one table of everything that differs there (scripts/gpu_check.py; --cpu runs it at toy sizes).
 gpu-check: $(STAMP)
