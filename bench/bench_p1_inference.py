@@ -17,6 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from hw3io.cpu import describe_cpu  # noqa: E402
 
 
 def make_images(directory: Path, n: int):
@@ -75,6 +76,7 @@ def main():
     if a.worker:
         return worker(a.worker, a.batch_size, a.model)
     import torch
+    print(describe_cpu())
     print(f"{a.model} (random init), batch {a.batch_size}, CPU, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}")
     print(f"{'N':>5} {'pipeline':>10} {'forward':>10} {'naive':>10} {'pipe/fwd':>9} {'pipe/naive':>11} "

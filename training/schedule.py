@@ -38,10 +38,10 @@ class StepSchedule:
 
     @property
     def peak(self) -> float:
-        """The schedule's highest lr (the largest group's, after warmup): what the run's start line reports."""
+        """The nominal peak: the largest group's base lr, which warmup climbs towards (the run's start line)."""
         return max(self.base)
 
     @property
     def lr(self) -> float:
-        """The peak lr in use (the largest group's): with layer decay, group 0 holds the smallest, the embeddings'."""
+        """The lr in use now, the largest group's: with layer decay, group 0 holds the smallest, the embeddings'."""
         return max(g["lr"] for g in self.optimizer.param_groups)
