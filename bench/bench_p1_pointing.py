@@ -8,6 +8,7 @@ Usage: python3 bench/bench_p1_pointing.py [--seeds 0 1 2] [--keep DIR]
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -19,10 +20,21 @@ sys.path.insert(0, str(ROOT))
 from hw3io import list_images, markdown_table  # noqa: E402
 from hw3io.cpu import describe_cpu  # noqa: E402
 
-DEMO_RECIPE = ["--model", "vit_demo_patch8", "--no-pretrained", "--epochs", "12", "--batch-size", "32", "--opt",
-               "adamw", "--lr", "2e-3", "--weight-decay", "0.05", "--drop-path", "0", "--label-smoothing", "0",
-               "--workers", "2"]
 COLUMNS = ("maps", "tolerance", "mass")
+
+
+def demo_recipe(script=ROOT / "scripts" / "demo.sh") -> list[str]:
+    """p1_train.py's flags as scripts/demo.sh passes them, less its data and output folders: the bench measures the
+    demo's own recipe, not a copy that could drift from it."""
+    for command in script.read_text().replace("\\\n", " ").splitlines():
+        args = shlex.split(command)
+        if args[1:2] == ["p1_train.py"]:
+            flags = args[2:]
+            for name in ("--data-dir", "--output-dir"):
+                i = flags.index(name)
+                del flags[i:i + 2]
+            return flags
+    sys.exit(f"no p1_train.py command in {script}")
 
 
 def sh(args):
@@ -59,7 +71,7 @@ def main():
     for seed in a.seeds:
         run = work / f"seed{seed}"
         if not (run / "run.json").is_file():  # with --keep, a seed already trained is scored again, not retrained
-            sh([sys.executable, "p1_train.py", "--data-dir", data, "--output-dir", run, *DEMO_RECIPE, "--seed", seed])
+            sh([sys.executable, "p1_train.py", "--data-dir", data, "--output-dir", run, *demo_recipe(), "--seed", seed])
         record = json.loads((run / "run.json").read_text())
         accuracy, seconds = record["best_val_acc"], record["train_seconds"]
         per_seed[seed] = scores = play(run, data / "val")
