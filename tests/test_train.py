@@ -94,6 +94,49 @@ def test_sigterm_saves_state_and_resume_matches(data, tmp_path):
     assert (out / "log.csv").read_text() == (ref / "log.csv").read_text()
 
 
+def test_ctrl_c_with_workers_saves_the_state(data, tmp_path):
+    """Ctrl-C reaches the terminal's whole process group, data-loader workers included; they must not die of it
+    while the main process finishes its step (here 8 micro-batches, more than the workers prefetch) and saves."""
+    import os
+    out = tmp_path / "int"
+    p = subprocess.Popen(train_args(data, out, "--epochs", "5", "--batch-size", "1", "--accum-steps", "8",
+                                    "--workers", "2"),
+                         cwd=ROOT, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)  # its own process group, as a shell job's
+    for line in p.stdout:
+        if line.startswith("training "):
+            break
+    time.sleep(1.5)  # workers started, some steps done
+    assert p.poll() is None
+    os.killpg(p.pid, signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=120)
+    assert p.returncode == 128 + signal.SIGINT, stderr[-2000:]
+    assert "state saved" in stdout and "exited unexpectedly" not in stderr
+    assert state_progress(out / "last.safetensors")["step"] > 0
+
+
+def test_a_failed_evaluation_costs_no_training(data, tmp_path, monkeypatch):
+    """The epoch's state is saved before evaluating it: evaluation dying (out of memory here) loses nothing, and
+    --resume auto evaluates that epoch without training it again, ending exactly as an uninterrupted run."""
+    import vitpet.train
+    ref = _fit(data, tmp_path / "ref", batch_size=4)
+    real = vitpet.train.evaluate
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("planted: CUDA out of memory")
+    monkeypatch.setattr(vitpet.train, "evaluate", out_of_memory)
+    out = tmp_path / "oom"
+    with pytest.raises(torch.OutOfMemoryError):
+        _fit(data, out, batch_size=4)
+    progress = state_progress(out / "last.safetensors")
+    assert (progress["epoch"], progress["step"]) == (0, 37)  # 148 images / 4: the whole epoch trained
+    monkeypatch.setattr(vitpet.train, "evaluate", real)
+    resumed = _fit(data, out, batch_size=4, resume="auto")
+    for k in ref:
+        assert torch.equal(ref[k], resumed[k]), k
+    assert (out / "log.csv").read_text() == (tmp_path / "ref" / "log.csv").read_text()
+
+
 def _fit(data, out, **kw):
     from vitpet.train import fit
     kw = dict(dict(workers=0, drop_path=0.0), **kw)

@@ -173,18 +173,22 @@ def fit(cfg, info: D.DistInfo, task: Task, stop: StopFlag) -> dict:
         sampler.set_epoch(epoch)
         task.train_set.set_epoch(epoch)
         sampler.set_start(progress["step"] * micro_per_step)
-        loader = make_loader(task.train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                             drop_last=True, pin_memory=pin, collate_fn=task.collate_fn)
-        train_one_epoch(train_model, loader, optimizer, schedule, scaler, info=info, epoch=epoch,
-                        step_in_epoch=progress["step"], steps_per_epoch=steps_per_epoch, accum_steps=cfg.accum_steps,
-                        loss_fn=task.loss_fn, clip_grad=cfg.clip_grad or None, amp_dtype=amp_dtype, on_step=on_step,
-                        should_stop=lambda: stopping["now"])
-        if stopping["now"]:
-            signum = stop.signum or signal.SIGTERM
-            if info.is_main:
-                print(f"stopped by signal {signum}; state saved to {out / 'last.safetensors'}, "
-                      "continue with --resume auto", flush=True)
-            raise SystemExit(128 + signum)
+        if progress["step"] < steps_per_epoch:  # == on resuming a state saved before its epoch's evaluation
+            loader = make_loader(task.train_set, batch_size=cfg.batch_size, sampler=sampler,
+                                 num_workers=cfg.workers, drop_last=True, pin_memory=pin, collate_fn=task.collate_fn)
+            train_one_epoch(train_model, loader, optimizer, schedule, scaler, info=info, epoch=epoch,
+                            step_in_epoch=progress["step"], steps_per_epoch=steps_per_epoch,
+                            accum_steps=cfg.accum_steps, loss_fn=task.loss_fn, clip_grad=cfg.clip_grad or None,
+                            amp_dtype=amp_dtype, on_step=on_step, should_stop=lambda: stopping["now"])
+            if stopping["now"]:
+                signum = stop.signum or signal.SIGTERM
+                if info.is_main:
+                    print(f"stopped by signal {signum}; state saved to {out / 'last.safetensors'}, "
+                          "continue with --resume auto", flush=True)
+                raise SystemExit(128 + signum)
+            # Saved before evaluating: whatever fails there (a missing scorer, out of memory, a bad val image)
+            # costs no training; --resume auto then evaluates this epoch without training it again.
+            save_last()
         metrics = task.evaluate()
         row = {"epoch": epoch, "train_loss": progress["loss_sum"] / max(progress["count"], 1), **metrics,
                "lr": schedule.lr}
