@@ -2,6 +2,7 @@
 the per-step schedule, resume's config check and the up-front image check. Device-dependent choices are tested by
 faking the device's capabilities; the trainers' end-to-end runs are in test_train.py and test_catr_train.py."""
 import math
+import re
 
 import pytest
 import torch
@@ -191,3 +192,52 @@ def test_deterministic_mode(monkeypatch):
         assert torch.are_deterministic_algorithms_enabled() and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+class SignalHandlers(torch.utils.data.Dataset):
+    """Reports, from inside a loader worker, whether SIGINT and SIGTERM are ignored there."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        import signal
+        return torch.tensor([signal.getsignal(s) is signal.SIG_IGN for s in (signal.SIGINT, signal.SIGTERM)])
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_loader_workers_leave_ctrl_c_and_sigterm_to_the_main_process(context):
+    """A worker killed by Ctrl-C (sent to the whole process group) would end the run with 'DataLoader worker
+    exited unexpectedly' before the main process could save; spawned workers (macOS, Python 3.14's forkserver)
+    do not even inherit the main process's handlers."""
+    from training.seeding import make_loader
+    loader = make_loader(SignalHandlers(), batch_size=2, num_workers=1, multiprocessing_context=context)
+    assert next(iter(loader)).all()
+
+
+@pytest.mark.parametrize("env, fragment", [
+    (dict(WORLD_SIZE="4", RANK="0", LOCAL_RANK="0", LOCAL_WORLD_SIZE="4"), "--nproc_per_node 2"),
+    (dict(WORLD_SIZE="two"), "$WORLD_SIZE is 'two'"),
+    (dict(WORLD_SIZE="2", LOCAL_RANK="-1"), "$LOCAL_RANK is '-1'"),
+])
+def test_launch_errors_are_one_line_before_any_gpu_is_touched(monkeypatch, env, fragment):
+    """More torchrun ranks than GPUs would end in CUDA's 'invalid device ordinal' traceback; a bad torchrun
+    variable in int()'s ValueError."""
+    from hw3io import UserError
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: pytest.fail("a GPU was touched"))
+    with pytest.raises(UserError, match=re.escape(fragment)):
+        D.init_distributed("auto")
+
+
+def test_extra_ranks_exit_quietly_beside_the_one_that_explains(monkeypatch):
+    for k, v in dict(WORLD_SIZE="4", RANK="3", LOCAL_RANK="3", LOCAL_WORLD_SIZE="4").items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(SystemExit) as e:
+        D.init_distributed("cuda")
+    assert e.value.code == 2

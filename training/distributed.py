@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
-from hw3io import pick_device
+from hw3io import UserError, pick_device
 
 
 @dataclass
@@ -36,12 +36,35 @@ def rank_device(device: str, local_rank: int, world_size: int) -> torch.device:
     return dev
 
 
+def _env_count(name: str, default: int) -> int:
+    value = os.environ.get(name, str(default))
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise UserError(f"${name} is {value!r}, not a whole number: launch with torchrun, which sets it, or unset it")
+    return n
+
+
+def check_gpu_count(local_world_size: int, local_rank: int, gpus: int) -> None:
+    """More ranks on this machine than visible GPUs would end in CUDA's 'invalid device ordinal' traceback on the
+    extra ranks while the others wait for them. Every rank stops before joining the group; one of them says why."""
+    if local_world_size > gpus:
+        if local_rank == 0:
+            raise UserError(f"torchrun started {local_world_size} processes on this machine but {gpus} GPU(s) "
+                            f"are visible: use --nproc_per_node {gpus} (or fewer), or --device cpu")
+        raise SystemExit(2)
+
+
 def init_distributed(device: str = "auto") -> DistInfo:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1); NCCL on GPUs, gloo on CPU. Only this
-    reads torchrun's environment (WORLD_SIZE, RANK, LOCAL_RANK)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    reads torchrun's environment (WORLD_SIZE, RANK, LOCAL_RANK, LOCAL_WORLD_SIZE)."""
+    world_size = _env_count("WORLD_SIZE", 1)
+    rank = _env_count("RANK", 0)
+    local_rank = _env_count("LOCAL_RANK", 0)
+    if world_size > 1 and device != "cpu" and torch.cuda.is_available():
+        check_gpu_count(_env_count("LOCAL_WORLD_SIZE", world_size), local_rank, torch.cuda.device_count())
     dev = rank_device(device, local_rank, world_size)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)

@@ -3,6 +3,7 @@ import contextlib
 import hashlib
 import os
 import random
+import signal
 
 import numpy as np
 import torch
@@ -48,7 +49,18 @@ def sample_rng(seed: int, epoch: int, index: int):
         random.setstate(state)
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """A data-loader worker's start: Ctrl-C (SIGINT, sent to the terminal's whole process group) and SIGTERM
+    (a scheduler signalling every process of the job) are for the main process, which finishes its step, saves and
+    exits; a worker that died of them would end the run with 'DataLoader worker exited unexpectedly' instead.
+    Workers still end with the main process (the loader's shutdown, or its watchdog when the parent is gone)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def make_loader(dataset, **kwargs) -> DataLoader:
     # A private generator: creating a loader iterator must not consume the global RNG (dropout's stream), or a
     # run resumed mid-epoch would draw different dropout masks. Augmentation is seeded per sample anyway.
+    if kwargs.get("num_workers"):
+        kwargs.setdefault("worker_init_fn", ignore_stop_signals)
     return DataLoader(dataset, generator=torch.Generator().manual_seed(0), **kwargs)
