@@ -6,6 +6,18 @@ import sys
 from hw3io.errors import run_cli
 
 
+def beam_width(text: str) -> int:
+    """--beam, or $CATR_BEAM behind its default: a bad value is one error line, like every other bad input."""
+    from hw3io import UserError
+    try:
+        k = int(text)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise UserError(f"--beam (or $CATR_BEAM) must be a whole number of at least 1, not {text!r}")
+    return k
+
+
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--images", required=True, help="folder of images")
@@ -22,7 +34,7 @@ def get_args_parser():
     p.add_argument("--layer", type=int, default=-1,
                    help="decoder layer whose cross-attention is drawn, 0-based; -1 last (default), -2 second-to-last")
     p.add_argument("--heads", action="store_true", help="keep per-head maps in the .npy (the PNG shows their mean)")
-    p.add_argument("--beam", type=int, default=int(os.environ.get("CATR_BEAM") or 1),
+    p.add_argument("--beam", default=os.environ.get("CATR_BEAM") or "1",
                    help="beam width; 1 (default, or $CATR_BEAM) is greedy decoding, as official CATR captions")
     p.add_argument("--length-penalty", type=float, default=1.0,
                    help="GNMT length penalty alpha for beam search: a caption's log-probability is divided by "
@@ -33,11 +45,12 @@ def get_args_parser():
 
 def main(argv=None):
     a = get_args_parser().parse_args(argv)
+    beam = beam_width(a.beam)
     from catr.pipeline import caption_folder
     from hw3io import pick_device
     written = caption_folder(a.images, a.output_dir, checkpoint=a.checkpoint, version=a.version, url=a.checkpoint_url,
                              vocab=a.vocab, layer=a.layer, heads=a.heads, device=pick_device(a.device, say_cpu=True),
-                             beam=a.beam, alpha=a.length_penalty)
+                             beam=beam, alpha=a.length_penalty)
     print(f"wrote {len(written)} PNG(s) to {a.output_dir}")
 
 

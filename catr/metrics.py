@@ -53,6 +53,16 @@ def tokenize(captions: dict, java: bool) -> dict:
     return {k: [" ".join(split_words(c)) for c in v] for k, v in captions.items()}
 
 
+def require_scorers(why: str) -> None:
+    """One line, before any work, when pycocoevalcap (the scorers) is not installed; ``why`` names what needs it
+    and how to do without."""
+    from hw3io.errors import INSTALL_HINT, UserError
+    try:
+        import pycocoevalcap.bleu.bleu  # noqa: F401  (light: the scorers' module, not Java's)
+    except ImportError:
+        raise UserError(f"Python package 'pycocoevalcap' is missing: {why}; {INSTALL_HINT}") from None
+
+
 def caption_metrics(results: dict, references: dict, java: bool | None = None) -> dict:
     """Corpus scores of ``results`` ({image key: caption}) against ``references`` ({image key: [captions]}) over
     the results' images, as the COCO caption evaluation computes them (CIDEr is its CIDEr-D: clipped n-gram counts,

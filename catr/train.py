@@ -26,7 +26,7 @@ from .config import ARCHITECTURES, CaptionTrainConfig, CATRConfig
 from .data import CaptionDataset, collate, load_coco_captions
 from .decode import greedy_decode_batch
 from .hub import CHECKPOINT_URLS, load_weights
-from .metrics import caption_metrics, exact_match, word_accuracy
+from .metrics import caption_metrics, exact_match, require_scorers, word_accuracy
 from .pretrain import load_convnet
 from .preprocess import preprocess
 from .tokenizer import load_tokenizer
@@ -157,6 +157,9 @@ def fit(cfg: CaptionTrainConfig) -> dict:
     for flag in ("train_annotations", "train_images", "val_annotations", "val_images"):
         if getattr(cfg, flag) is None:
             raise UserError(f"--{flag.replace('_', '-')} is required")
+    if cfg.caption_eval_images > 0:  # checked now, not after the first epoch's training
+        require_scorers(f"p2_train.py scores {cfg.caption_eval_images} val captions after every epoch "
+                        "(--caption-eval-images 0 trains without)")
     return launch(cfg, _fit)
 
 

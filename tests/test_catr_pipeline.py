@@ -112,3 +112,11 @@ def test_beam_flag_and_its_environment_default(assets, tmp_path):
                                        .convert("RGB"), "cpu", beam=3)
         assert (beam3 / txt.name).read_text().strip() == text  # CATR_BEAM=3 is beam search, not greedy
     assert_one_line_error(run([*args, "--output-dir", str(tmp_path / "x"), "--beam", "0"], **env), "--beam")
+
+
+def test_a_bad_catr_beam_is_a_usage_error_not_a_traceback(tmp_path):
+    for value in ("three", "0", "-2"):
+        proc = run(["python3", "p2_caption_attn.py", "--images", str(tmp_path), "--output-dir", str(tmp_path / "o")],
+                   CATR_BEAM=value)
+        assert proc.returncode == 2
+        assert_one_line_error(proc, f"$CATR_BEAM) must be a whole number of at least 1, not '{value}'")

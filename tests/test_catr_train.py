@@ -365,3 +365,21 @@ def test_corrupt_images_end_the_run_before_the_first_step(world, tmp_path):
     proc = run(args)
     assert_one_line_error(proc, "1 of ", "do not decode", bad.name, "from the COCO file")
     assert not (out / "last.safetensors").exists()
+
+
+def test_a_missing_scorer_stops_the_run_before_anything_loads(world, tmp_path, monkeypatch):
+    """pycocoevalcap is needed after the first epoch; its absence is said before any training, not after it."""
+    import sys
+    from catr.config import CaptionTrainConfig
+    from catr.train import fit
+    from hw3io import UserError
+    monkeypatch.setitem(sys.modules, "pycocoevalcap", None)  # import pycocoevalcap... now fails
+    out = tmp_path / "run"
+    cfg = CaptionTrainConfig(preset="tiny", train_annotations=str(world / "train" / "captions.json"),
+                             train_images=str(world / "train" / "images"),
+                             val_annotations=str(world / "val" / "captions.json"),
+                             val_images=str(world / "val" / "images"), vocab=str(world / "vocab.txt"),
+                             output_dir=str(out), workers=0, caption_eval_images=4)
+    with pytest.raises(UserError, match="pycocoevalcap.*--caption-eval-images 0"):
+        fit(cfg)
+    assert not out.exists()
