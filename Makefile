@@ -2,15 +2,20 @@
 PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+SYSTEM_PATH := $(PATH)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: setup demo test grade report bench gpu-check clean
 
 setup: $(STAMP)
 
+# The stamp marks a finished install, and the graded scripts use .venv only then. A failed install removes the
+# venv, so no half-made one is left for them (or for the PATH above) to pick up.
 $(STAMP): requirements.txt requirements-dev.txt
-	$(PY) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	rm -f $(STAMP)
+	$(PY) -m venv $(VENV) && $(VENV)/bin/pip install -q -r requirements-dev.txt || \
+	  { rm -rf $(VENV); echo "error: installing the requirements into $(VENV) failed (see above); removed it" >&2; \
+	    exit 1; }
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -39,9 +44,10 @@ bench: $(STAMP)
 	python3 bench/bench_catr_train.py --seeds 0 1 2
 	python3 bench/bench_p1_pointing.py
 
-# On a CUDA machine: one table of everything that differs there (scripts/gpu_check.py; --cpu runs it at toy sizes).
-gpu-check: $(STAMP)
-	python3 scripts/gpu_check.py
+# On a CUDA machine: one table of everything that differs there, with the python3 that machine has (no venv, no
+# install; the same as `python3 scripts/gpu_check.py`; --cpu runs it at toy sizes).
+gpu-check:
+	PATH="$(SYSTEM_PATH)" $(PY) scripts/gpu_check.py
 
 clean:
 	rm -rf $(VENV) demo_out

@@ -10,7 +10,8 @@ if [ "$#" -ne 2 ]; then
 fi
 repo=$(dirname "${BASH_SOURCE[0]}")
 py=python3
-if [ -x "$repo/.venv/bin/python3" ]; then py=$repo/.venv/bin/python3; fi
+# the project's venv only when its install finished (make setup's stamp); otherwise the machine's python3
+if [ -f "$repo/.venv/.installed" ] && [ -x "$repo/.venv/bin/python3" ]; then py=$repo/.venv/bin/python3; fi
 ckpt=${P1_CHECKPOINT:-}
 if [ -z "$ckpt" ]; then
   ckpt=$repo/checkpoints/p1_vit_b16.safetensors

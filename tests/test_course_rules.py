@@ -8,7 +8,7 @@ from helpers import ROOT
 FORBIDDEN = ("rm", "sudo", "cp", "mv", "mkdir", "cd", "pip", "pip3", "CUDA_VISIBLE_DEVICES", "curl")
 # Paths a script may name: all inside the repository, anchored at the script's own folder ($repo). The model's
 # path is the one the course allows to be hard-coded; the rest are the repo's own files.
-ALLOWED_PATHS = {"checkpoints/p1_vit_b16.safetensors", ".venv/bin/python3", "p1_fetch.py", "p1_inference.py",
+ALLOWED_PATHS = {"checkpoints/p1_vit_b16.safetensors", ".venv/bin/python3", ".venv/.installed", "p1_fetch.py", "p1_inference.py",
                  "p2_caption_attn.py"}
 
 
