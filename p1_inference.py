@@ -18,7 +18,9 @@ def get_args_parser():
                         "an Intel Xeon with AMX, slower than fp32 on CPUs without AVX512-BF16/AMX) or int8 (CPU only: "
                         "dynamic int8 Linear layers, 1.41x fp32 on an AMD EPYC without VNNI, 2.3x with AMX); "
                         "measured by bench/bench_p1_precision.py; check --eval accuracy on val before trusting them")
-    p.add_argument("--skip-unreadable", action="store_true", help="predict the readable images, report the rest")
+    p.add_argument("--skip-unreadable", action="store_true",
+                   help="exit 0 when some images do not decode (they are always left out of the CSV, named on stderr, "
+                        "and otherwise make the exit status 1)")
     p.add_argument("--eval", action=argparse.BooleanOptionalAction, default=None,
                    help="print accuracy from the labels in the file names (default: when every name has one)")
     return p
@@ -28,12 +30,17 @@ def main(argv=None):
     a = get_args_parser().parse_args(argv)
     from vitpet.inference import run_inference
     r = run_inference(a.checkpoint, a.images, a.output, batch_size=a.batch_size, workers=a.workers, device=a.device,
-                      skip_unreadable=a.skip_unreadable, evaluate=a.eval, precision=a.precision)
+                      evaluate=a.eval, precision=a.precision)
     print(f"wrote {r['count']} predictions to {r['output']}")
-    if r["skipped"]:
-        print(f"skipped {len(r['skipped'])} unreadable image(s): {', '.join(r['skipped'])}", file=sys.stderr)
+    for path in r["partial"]:
+        print(f"warning: {path} is truncated: predicted from the part that decodes", file=sys.stderr)
     if "accuracy" in r:
-        print(f"accuracy {r['accuracy']:.4f}")
+        print(f"accuracy {r['accuracy']:.4f}" + (" (over the images that decode)" if r["skipped"] else ""))
+    if r["skipped"]:
+        listing = "; ".join(r["reasons"])
+        print(f"{'note' if a.skip_unreadable else 'error'}: {len(r['skipped'])} image(s) do not decode and have no "
+              f"line in {r['output']} (every other image has its prediction): {listing}", file=sys.stderr)
+        return 0 if a.skip_unreadable else 1
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def worker(n: int, batch_size: int, model_name: str):
         with torch.no_grad():
             model(torch.randn(2, 3, 224, 224))  # warm-up
             t = time.perf_counter()
-            df, _ = predict_folder(model, cfg, d, batch_size=batch_size, show_progress=False)
+            df, *_ = predict_folder(model, cfg, d, batch_size=batch_size, show_progress=False)
             t_pipe = time.perf_counter() - t
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux: KiB)
             rss_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

@@ -108,7 +108,7 @@ def pipeline_table(model, n: int, rates: dict):
         for name in ("fp32", "bf16", "int8"):
             m = with_precision(model, name, "cpu")
             t = time.perf_counter()
-            df, _ = predict_folder(m, cfg, d, batch_size=8, show_progress=False)
+            df, *_ = predict_folder(m, cfg, d, batch_size=8, show_progress=False)
             r = n / (time.perf_counter() - t)
             assert len(df) == n
             print(f"{name:<5} pipeline {r:6.2f} img/s = {r / rates[name]:.2f}x its forward alone; "

@@ -7,7 +7,7 @@ import importlib
 
 _WHERE = {
     "UserError": "errors", "run_cli": "errors",
-    "IMAGE_EXTENSIONS": "images", "list_images": "images", "load_rgb": "images", "check_readable": "images",
+    "IMAGE_EXTENSIONS": "images", "list_images": "images", "load_rgb": "images", "load_partial_rgb": "images", "check_readable": "images",
     "atomic_path": "atomic", "atomic_save_npy": "atomic", "atomic_write_text": "atomic",
     "ensure_writable_dir": "atomic",
     "pick_device": "device", "default_workers": "device",

@@ -50,6 +50,19 @@ def load_rgb(path) -> Image.Image:
         raise UserError(f"cannot read image {path}: {e}") from None
 
 
+def load_partial_rgb(path) -> Image.Image:
+    """What PIL can decode of a truncated file (the missing rows filled in), for predictions that must cover every
+    file of a graded folder; still a ``UserError`` when nothing decodes. Training never uses it: a truncated
+    training image is refused."""
+    from PIL import ImageFile
+    before = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = True
+    try:
+        return load_rgb(path)
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = before
+
+
 def check_readable(paths) -> list[tuple[Path, str]]:
     """(path, reason) for every file in ``paths`` that does not decode."""
     bad = []

@@ -57,7 +57,7 @@ def section_1a(run, val_dir, device, figs):
     from vitpet.publish import sha256_file
     model, config = load_checkpoint(run["checkpoint"], device=device)
     t0 = time.time()
-    df, bad = predict_folder(model, config["data_config"], val_dir, device=device, show_progress=False)
+    df, bad, _ = predict_folder(model, config["data_config"], val_dir, device=device, show_progress=False)
     if bad:
         raise UserError(f"{len(bad)} unreadable image(s) in {val_dir}: {', '.join(p.name for p, _ in bad)}")
     targets = np.array([parse_label(n) for n in df["filename"]])

