@@ -31,6 +31,18 @@ def test_a_log_gets_few_lines(capsys):
     assert capsys.readouterr().out == "halfway\n"  # a plain line, without a redrawn bar around it
 
 
+def test_a_log_gets_whole_lines_and_an_error_after_a_bar_starts_its_own():
+    """A failed run's log must end in its error line, not in a bar's frame glued to it by a carriage return."""
+    log = io.StringIO()
+    bar = progress(total=5, file=log, desc="checking images", leave=False)
+    bar.update(1)
+    bar.close()
+    log.write("error: 1 of 5 images do not decode\n")
+    text = log.getvalue()
+    assert "\r" not in text and text.splitlines()[-1] == "error: 1 of 5 images do not decode"
+    assert text.splitlines()[0].startswith("checking images:")
+
+
 def test_a_terminal_gets_live_updates():
     out = _updates(FakeTerminal())
     assert len(re.findall(r"\d+/\d+ \[", out)) >= 8  # redrawn every ~0.1 s
