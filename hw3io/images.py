@@ -17,6 +17,8 @@ def _is_image_entry(p: Path) -> bool:
 def list_images(directory) -> list[Path]:
     """Image files directly in ``directory``, sorted by name; other files and sub-folders are ignored."""
     directory = Path(directory)
+    if directory.is_file():
+        raise UserError(f"{directory} is a file; give the folder that holds the images (e.g. {directory.parent})")
     if not directory.is_dir():
         raise UserError(f"image folder not found: {directory}")
     paths = sorted(p for p in directory.iterdir() if _is_image_entry(p))

@@ -18,6 +18,9 @@ def test_list_images_errors(tmp_path):
     (tmp_path / "readme.txt").write_text("hi")
     with pytest.raises(UserError, match="no images"):
         list_images(tmp_path)
+    Image.new("RGB", (4, 4)).save(tmp_path / "one.jpg")
+    with pytest.raises(UserError, match="one.jpg is a file; give the folder that holds the images"):
+        list_images(tmp_path / "one.jpg")  # a path that exists is never "not found"
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "LA", "1"])
