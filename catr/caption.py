@@ -80,8 +80,29 @@ def create_model(version: str = "v3", checkpoint=None, config: CATRConfig | None
     (our own checkpoints do; the official ones don't need to)."""
     ckpt = load_weights(checkpoint, version, url)
     model = build_model(config or checkpoint_config(ckpt))
-    try:
-        model.load_state_dict(ckpt["model"], strict=True)
-    except RuntimeError as e:
-        raise UserError(f"checkpoint does not match the CATR architecture: {str(e).splitlines()[0][:200]}") from None
+    load_strictly(model, ckpt["model"], "checkpoint")
     return model.eval()
+
+
+def load_strictly(model: Caption, state: dict, what: str) -> None:
+    """``load_state_dict(strict=True)``, with a mismatch said in one line: how many tensors are missing, foreign
+    or of another shape, with an example of each (torch's message puts them on lines after a colon)."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError:
+        raise UserError(f"{what} does not match the CATR architecture: {mismatch(model.state_dict(), state)}") \
+            from None
+
+
+def mismatch(own: dict, state: dict) -> str:
+    missing = [k for k in own if k not in state]
+    foreign = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and getattr(state[k], "shape", None) != own[k].shape]
+    parts = [f"{len(missing)} of its {len(own)} tensors missing (e.g. {missing[0]})" if missing else "",
+             f"{len(foreign)} not CATR's (e.g. {foreign[0]})" if foreign else "",
+             f"{len(shapes)} of another shape (e.g. {shapes[0]}: {tuple(state[shapes[0]].shape)} in the file, "
+             f"{tuple(own[shapes[0]].shape)} here)" if shapes else ""]
+    text = "; ".join(p for p in parts if p) or "its tensors differ"
+    if any(k in state for k in ("cls_token", "pos_embed", "blocks.0.attn.qkv.weight")):
+        text += " - this looks like a timm ViT (Problem 1's checkpoint: use it with hw3_1.sh)"
+    return text

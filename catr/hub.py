@@ -33,12 +33,33 @@ def load_checkpoint_file(path) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"CATR checkpoint not found: {path}") from None
+    except IsADirectoryError:
+        raise UserError(f"CATR checkpoint {path} is a folder; give the .pth file") from None
     except Exception as e:
-        raise UserError(f"cannot read CATR checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0][:160]}") \
-            from None
+        raise UserError(f"cannot read CATR checkpoint {path}: {unreadable_reason(path, e)}") from None
     if not isinstance(ckpt, dict):
-        raise UserError(f"not a CATR checkpoint: {path}")
+        raise UserError(f"not a CATR checkpoint: {path} holds a {type(ckpt).__name__}, not a dict of tensors")
     return ckpt if "model" in ckpt else {"model": ckpt}
+
+
+def unreadable_reason(path, e: Exception) -> str:
+    """Why ``torch.load`` refused a file, in words a user can act on. torch's own text for a weights-only refusal
+    advises ``weights_only=False``, i.e. unpickling an untrusted file: never repeated here."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[8:9] == b"{" or path_suffix(path) == ".safetensors":  # 8 bytes of header length, then JSON
+        return ("a .safetensors file (Problem 1's checkpoints are; hw3_2.sh needs a CATR .pth: official CATR's "
+                "or p2_train.py's checkpoint.pth)")
+    if "Weights only load failed" in str(e):
+        return ("it holds Python objects beyond tensors and plain values, which this code never unpickles (that "
+                "could run code); save the weights as a dict of tensors (torch.save({'model': state_dict}))")
+    if head.startswith(b"PK"):
+        return f"a zip archive torch cannot read ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+    return f"not a PyTorch checkpoint (it starts with {head!r}; a .pth starts with b'PK')"
+
+
+def path_suffix(path) -> str:
+    return Path(str(path)).suffix.lower()
 
 
 def release_url(version: str) -> str:

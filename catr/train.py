@@ -21,7 +21,7 @@ from training.loop import StopFlag, Task, fit as fit_loop, launch
 from training.schedule import StepSchedule
 from training.seeding import make_loader, seed_everything
 from .backbone import Backbone, load_imagenet_weights
-from .caption import build_model, checkpoint_config
+from .caption import build_model, checkpoint_config, load_strictly
 from .config import ARCHITECTURES, CaptionTrainConfig, CATRConfig
 from .data import CaptionDataset, collate, load_coco_captions
 from .decode import greedy_decode_batch
@@ -78,11 +78,7 @@ def initial_model(cfg: CaptionTrainConfig, vocab_size: int, pad_id: int):
     if config.vocab_size != vocab_size:
         raise UserError(f"--init {cfg.init} has a {config.vocab_size}-token vocabulary, --vocab {vocab_size} tokens")
     model = build_model(config)
-    try:
-        model.load_state_dict(ckpt["model"], strict=True)
-    except RuntimeError as e:
-        raise UserError(f"--init {cfg.init} does not match the CATR architecture: {str(e).splitlines()[0][:200]}") \
-            from None
+    load_strictly(model, ckpt["model"], f"--init {cfg.init}")
     return model, config
 
 

@@ -112,3 +112,38 @@ def test_a_release_whose_sha256_differs_is_refused_and_not_cached(torch_home, tm
         assert not cache_path(url).exists()
         monkeypatch.setitem(RELEASE_SHA256, url, hashlib.sha256(weights.read_bytes()).hexdigest())
         assert fetch_checkpoint(url)["model"]["w"].item() == 0 and cache_path(url).is_file()
+
+
+class NotATensor:
+    pass
+
+
+@pytest.mark.parametrize("make, fragments", [
+    (lambda p: p.write_text("hello, I am a text file\n"), ["not a PyTorch checkpoint", "b'hello, I am a te'"]),
+    (lambda p: torch.save({"model": NotATensor()}, p), ["never unpickles"]),
+    (lambda p: __import__("safetensors.torch").torch.save_file({"w": torch.zeros(2)}, str(p)),
+     ["a .safetensors file", "hw3_2.sh needs a CATR .pth"]),
+])
+def test_a_file_that_is_no_catr_checkpoint_is_said_plainly(tmp_path, make, fragments):
+    """A text file gave 'KeyError: 101'; a pickled object gave torch's advice to load with weights_only=False,
+    i.e. to unpickle an untrusted file."""
+    from catr.hub import load_checkpoint_file
+    path = tmp_path / "ck.pth"
+    make(path)
+    with pytest.raises(UserError) as e:
+        load_checkpoint_file(path)
+    message = str(e.value)
+    assert "weights_only" not in message and "Re-running" not in message and "\n" not in message
+    for f in fragments:
+        assert f in message, message
+
+
+def test_a_problem_1_checkpoint_given_to_catr_names_what_differs(tmp_path):
+    import timm
+    from catr.caption import create_model
+    path = tmp_path / "vit.pth"
+    torch.save({"model": timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32).state_dict()}, path)
+    with pytest.raises(UserError) as e:
+        create_model(checkpoint=path, config=tiny_config())
+    message = str(e.value)
+    assert "tensors missing (e.g. " in message and "not CATR's (e.g. " in message and "timm ViT" in message
