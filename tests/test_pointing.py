@@ -1,5 +1,6 @@
-"""The pointing game: hw3io.pointing's scoring (strict, TorchRay's tolerance, mass in box) and vitpet.pointing's
-placement of boxes in the model's view."""
+"""The pointing game: hw3io.pointing's scoring (strict, TorchRay's tolerance, mass in box), hw3io.targets' masks
+on the original image as displayed (EXIF orientation) and vitpet.pointing's placement of boxes in the model's
+view."""
 import json
 import re
 
@@ -8,7 +9,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from helpers import assert_one_line_error, run
-from hw3io.pointing import box_fraction, peak, play, score
+from hw3io import load_rgb
+from hw3io.pointing import box_fraction, box_mask, near, peak, play, score
+from hw3io.targets import target_mask
 from vitpet.data import build_view_transform
 from vitpet.model import build_model, resolve_model_data_config
 from vitpet.pointing import box_in_view, view_geometry
@@ -73,6 +76,28 @@ def test_tolerance_is_averaged_over_classes_and_targets_may_be_several_boxes():
     assert score([np.ones((100, 100))], [[other, box]])["mass"] == pytest.approx(0.08)
 
 
+def test_near_is_torchray_acceptance_disc_and_masks_are_targets():
+    """``near`` (where a peak hits with tolerance) against brute force; a mask scores like the boxes it rasterises,
+    and its mass counts only its own pixels."""
+    rng = np.random.default_rng(3)
+    for tol in (1, 2.5, 7, 15):
+        mask = rng.random((30, 41)) < 0.01
+        yy, xx = np.mgrid[:30, :41]
+        brute = np.zeros_like(mask)
+        for y, x in zip(*np.nonzero(mask)):
+            brute |= (yy - y) ** 2 + (xx - x) ** 2 < tol ** 2
+        assert (near(mask, tol) == brute).all()
+    box = (40, 40, 60, 60)
+    heat = peak_right_of(box, 10)
+    assert play(heat, box_mask([box], (100, 100))) == play(heat, [box])
+    ring = box_mask([box], (100, 100)) & ~box_mask([(45, 45, 55, 55)], (100, 100))  # the box less its middle
+    hole = np.zeros((100, 100))
+    hole[50, 50] = 1.0
+    g = play(hole, ring)
+    assert not g["maps"] and g["tolerance"] and g["mass"] == 0.0  # inside the box, outside the object
+    assert play(np.ones((100, 100)), ring)["mass"] == pytest.approx(ring.mean())  # not the box's 0.0441
+
+
 @pytest.mark.parametrize("crop_mode, crop_pct", [("center", None), ("squash", 0.875), ("border", 0.875),
                                                  ("border", 1.0), ("squash", 1.0)])
 @pytest.mark.parametrize("size", [(96, 80), (80, 96), (301, 200), (40, 150)])
@@ -89,6 +114,19 @@ def test_boxes_move_into_the_view_like_the_pixels(size, crop_mode, crop_pct):
     (x0, x1), (y0, y1) = np.clip((x0, x1), 0, view.shape[1]), np.clip((y0, y1), 0, view.shape[0])  # a crop cuts it
     assert abs(xs.min() - x0) <= 1 and abs(ys.min() - y0) <= 1
     assert abs(xs.max() + 1 - x1) <= 1 and abs(ys.max() + 1 - y1) <= 1
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_target_masks_turn_like_load_rgb_turns_the_pixels(tmp_path, orientation):
+    """Every EXIF orientation: a box annotated on the stored pixels covers, as a target, exactly the pixels where
+    load_rgb shows the box drawn there."""
+    stored = Image.new("RGB", (30, 20), (0, 0, 0))
+    stored.paste((255, 255, 255), (3, 2, 11, 7))  # pixels x 3..10, y 2..6: the box [3, 2, 8, 5]
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(tmp_path / "r.jpg", exif=exif, quality=95)
+    shown = np.asarray(load_rgb(tmp_path / "r.jpg"))[..., 0] > 128
+    assert (target_mask([[3, 2, 8, 5]], tmp_path / "r.jpg") == shown).all()
 
 
 def test_pointing_script_on_the_trained_model(trained):
