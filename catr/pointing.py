@@ -2,25 +2,31 @@
 
 ``python3 -m catr.pointing OUTPUT_DIR (--objects objects.json | --instances instances_val2017.json)`` reads a
 ``hw3_2.sh`` output folder (each image's ``<stem>.npy`` maps and ``<stem>.json`` tokens) and scores every generated
-word that names an object of its image, on the map upsampled onto the resized image exactly as the PNG draws it
-(so tolerances are pixels of that image), three ways (``hw3io.pointing``): strict (the peak inside the box),
-TorchRay's tolerance (the peak within 15 px of it, hit rate per class, then averaged over the classes) and mass in
-box (the share of the map inside it; Liu et al. 2017). Two baselines: the image centre and a uniformly random point
-(expected; for mass in box a uniform map, the box's area share).
+word that names an object of its image, as TorchRay plays the pointing game: on the original image (as displayed,
+after its EXIF orientation, as ``hw3io.load_rgb`` gives it), the word's map upsampled onto it (the model sees the
+whole image, resized, unpadded: ``catr.preprocess``), so the 15 px are original-image pixels. Three ways
+(``hw3io.pointing``): strict (the peak on the object), TorchRay's tolerance (the peak within 15 px of it, hit rate
+per class, then averaged over the classes) and mass in box (the share of the map on the object; Liu et al. 2017).
+Two baselines: the image centre and a uniformly random point (expected; for mass in box a uniform map, the
+object's area share).
 
 What names what:
 
-- ``--objects``: per file name, each object's ``words`` and ``box`` [x, y, w, h] in original pixels (as
+- ``--objects``: per file name, each object's ``words`` and ``box`` [x, y, w, h] in stored pixels (as
   ``synth.captionworld`` writes it, or your own); a word names every object of the image that lists it, and is its
   own class. The vocabulary is the file's words, whatever they are.
-- ``--instances``: COCO instance annotations (``images``, ``annotations`` with ``bbox`` and ``category_id``,
-  ``categories`` with ``name``). A category is named by its name, its plural, and a short table of synonyms
-  (``COCO_SYNONYMS``: man, woman, people... -> person; bike -> bicycle; ...). A two-word name ("hot dog", "traffic
-  light") is named by both words in a row, never by its last word alone ("dog" is a dog, "light" is often not a
-  traffic light); the table adds the unambiguous single words (hydrant, teddy, ...). A word scores against the
-  boxes of every instance of its category in the image: a hit in any of them, the mass over their union.
+- ``--instances``: COCO instance annotations (``images``, ``annotations`` with ``bbox``, ``segmentation`` and
+  ``category_id``, ``categories`` with ``name``). An object is its segmentation mask (polygons, RLE or compressed
+  RLE, decoded by pycocotools), as TorchRay takes COCO's objects; its bbox where it has none. A category is named
+  by its name, its plural, and a short table of synonyms (``COCO_SYNONYMS``: man, woman, people... -> person;
+  bike -> bicycle; ...). A two-word name ("hot dog", "traffic light") is named by both words in a row, never by
+  its last word alone ("dog" is a dog, "light" is often not a traffic light); the table adds the unambiguous single
+  words (hydrant, teddy, ...). A word scores against the union of every instance of its category in the image.
 - ``--synonyms FILE``: your own JSON ``{word or two words: class}`` (a category name, or a word of the objects
   file), over the built-in table.
+
+Boxes and segmentations refer to each image's stored pixels, as COCO's do, and are turned by its EXIF orientation
+like its pixels (``hw3io.targets``).
 
 A word split into word pieces, or a two-word name, is scored on the mean of its pieces' maps. ``--checkpoint CKPT
 --vocab VOCAB`` adds one row per decoder layer (the model is re-run on the folder's source images), ``--per-head``
@@ -35,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from hw3io import UserError, read_json, run_cli
+from hw3io.targets import coco_shape
 
 # A short table of the words captions use for COCO's categories, beyond each name and its plural. Two-word
 # categories get the single words that name nothing else.
@@ -53,8 +60,8 @@ COCO_SYNONYMS = {
 
 @dataclass
 class Annotations:
-    """``scenes``: file name -> {class: [box [x, y, w, h], ...]}; ``names``: words (a tuple) -> the class they
-    name."""
+    """``scenes``: file name -> {class: [shape, ...]} (a box [x, y, w, h] or a checked COCO annotation, on the
+    image's stored pixels: ``hw3io.targets``); ``names``: words (a tuple) -> the class they name."""
     scenes: dict
     names: dict
     source: str  # "objects file" or "instances file", for error messages
@@ -105,19 +112,20 @@ def coco_names(categories) -> dict:
 
 
 def from_instances(coco, path="instances file") -> Annotations:
-    """COCO instance annotations -> each image's boxes by category name, and ``coco_names``."""
+    """COCO instance annotations -> each image's annotations (``coco_shape``: segmentation, bbox and the image's
+    stated size) by category name, and ``coco_names``."""
     try:
         cats = {c["id"]: str(c["name"]).lower() for c in coco["categories"]}
         files = {im["id"]: Path(im["file_name"]).name for im in coco["images"]}
+        sizes = {im["id"]: (int(im["width"]), int(im["height"])) if "width" in im and "height" in im else None
+                 for im in coco["images"]}
         scenes = {name: {} for name in files.values()}
         for a in coco["annotations"]:
-            box = [float(v) for v in a["bbox"]]
-            if len(box) != 4:
-                raise ValueError(f"bbox {a['bbox']}")
-            scenes[files[a["image_id"]]].setdefault(cats[a["category_id"]], []).append(box)
+            scenes[files[a["image_id"]]].setdefault(cats[a["category_id"]], []).append(
+                coco_shape(a, sizes[a["image_id"]]))
     except (AttributeError, KeyError, TypeError, ValueError) as e:
-        raise _malformed(path, "instances file", "COCO instances (images, annotations with bbox and category_id, "
-                         "categories with name)", e) from None
+        raise _malformed(path, "instances file", "COCO instances (images, annotations with bbox, segmentation and "
+                         "category_id, categories with name)", e) from None
     return Annotations(scenes, coco_names(set(cats.values())), "instances file")
 
 
@@ -163,8 +171,8 @@ def find_names(tokens: list[str], names: dict) -> list[tuple[list[int], str]]:
 
 
 def targets(tokens: list[str], scene: dict, names: dict) -> tuple[list, int]:
-    """([(token indices, class, boxes [x, y, w, h])] of the names whose class is in the image, the number of
-    names whose class is not)."""
+    """([(token indices, class, shapes)] of the names whose class is in the image, the number of names whose class
+    is not)."""
     found = find_names(tokens, names)
     hits = [(idx, cls, scene[cls]) for idx, cls in found if cls in scene]
     return hits, len(found) - len(hits)
@@ -188,28 +196,22 @@ def read_folder(folder) -> list[dict]:
     return items
 
 
-def place(maps: np.ndarray, size: tuple[int, int], original: tuple[int, int], targets: list) -> tuple[list, list]:
-    """Maps upsampled to the resized image ``size`` (W, H) as the PNG draws them, and each target's boxes moved
-    from ``original`` (W, H) pixels into that frame as (x0, y0, x1, y1)."""
+def place(maps: np.ndarray, shape: tuple[int, int]) -> list:
+    """(T, H', W') maps -> (T, H, W): upsampled onto the original image as displayed, (H, W) = ``shape``. The
+    model saw that image whole, resized and unpadded (``catr.preprocess``), so its grid covers exactly that image."""
     import torch
     from hw3io import upsample
-    (w, h), (W, H) = size, original
-    heat = upsample(torch.from_numpy(np.ascontiguousarray(maps)), (h, w)).numpy()
-    sx, sy = w / W, h / H
-    return list(heat), [[(x * sx, y * sy, (x + bw) * sx, (y + bh) * sy) for x, y, bw, bh in boxes]
-                        for boxes in targets]
+    return list(upsample(torch.from_numpy(np.ascontiguousarray(maps)), shape).numpy())
 
 
-def image_size(path) -> tuple[int, int]:
-    from PIL import Image
-    with Image.open(path) as img:
-        return img.size
-
-
-def score_items(items, ann: Annotations) -> dict:
-    """Pointing-game scores over the folder's own maps. ``items``: dicts with tokens, maps, size, image, name."""
+def score_items(items, ann: Annotations, masks: dict | None = None) -> dict:
+    """Pointing-game scores over the folder's own maps, on each original image. ``items``: dicts with tokens, maps,
+    image, name. ``masks``: a cache of target masks by (image, class), shared by the callers that score the same
+    images again (every decoder layer)."""
     from hw3io.pointing import score
-    heats, boxes, classes, absent = [], [], [], 0
+    from hw3io.targets import target_mask
+    masks = {} if masks is None else masks
+    heats, objects, classes, absent = [], [], [], 0
     for it in items:
         scene = ann.scenes.get(it["name"])
         if scene is None:
@@ -217,12 +219,15 @@ def score_items(items, ann: Annotations) -> dict:
         found, missing = targets(it["tokens"], scene, ann.names)
         absent += missing
         if found:
+            for _, cls, shapes in found:
+                if (it["image"], cls) not in masks:
+                    masks[it["image"], cls] = target_mask(shapes, it["image"])
+            found_masks = [masks[it["image"], cls] for _, cls, _ in found]
             maps = np.stack([it["maps"][idx].mean(0) for idx, _, _ in found])  # pieces of one name: their mean
-            h, b = place(maps, tuple(it["size"]), image_size(it["image"]), [bx for _, _, bx in found])
-            heats += h
-            boxes += b
+            heats += place(maps, found_masks[0].shape)
+            objects += found_masks
             classes += [cls for _, cls, _ in found]
-    return dict(score(heats, boxes, classes), absent=absent)
+    return dict(score(heats, objects, classes), absent=absent)
 
 
 def per_layer(items, ann: Annotations, checkpoint, vocab, device="cpu", per_head=False) -> tuple[dict, dict]:
@@ -236,7 +241,7 @@ def per_layer(items, ann: Annotations, checkpoint, vocab, device="cpu", per_head
     from .tokenizer import load_tokenizer
     model, tok = create_model(checkpoint=checkpoint).to(device), load_tokenizer(vocab)
     n_layers = len(model.transformer.decoder.layers)
-    runs, head_runs = {k: [] for k in range(n_layers)}, {}
+    runs, head_runs, masks = {k: [] for k in range(n_layers)}, {}, {}
     max_len = model.transformer.embeddings.position_embeddings.num_embeddings
     for it in items:
         small, x, mask = preprocess(load_rgb(it["image"]), model.config.max_dim)
@@ -249,8 +254,8 @@ def per_layer(items, ann: Annotations, checkpoint, vocab, device="cpu", per_head
                     head_runs.setdefault((k, h), []).append(dict(run, maps=maps[:, h]))
                 maps = maps.mean(1)
             runs[k].append(dict(run, maps=maps))
-    return ({k: score_items(v, ann) for k, v in runs.items()},
-            {k: score_items(v, ann) for k, v in head_runs.items()})
+    return ({k: score_items(v, ann, masks) for k, v in runs.items()},
+            {k: score_items(v, ann, masks) for k, v in head_runs.items()})
 
 
 def caption_world(objects: dict):
@@ -312,7 +317,8 @@ def main(argv=None):
     p.add_argument("folder", help="a hw3_2.sh output folder")
     # What the images hold: one of
     p.add_argument("--objects", default=None, help="objects.json of the captioned images (synth.captionworld's form)")
-    p.add_argument("--instances", default=None, help="COCO instance annotations, e.g. instances_val2017.json")
+    p.add_argument("--instances", default=None, help="COCO instance annotations, e.g. instances_val2017.json (objects "
+                   "are their segmentation masks)")
     p.add_argument("--synonyms", default=None, help="JSON {word: class} naming classes in your words (optional)")
     # Optional extras
     p.add_argument("--captions", default=None, help="reference captions: COCO captions JSON or caption.txt (optional)")

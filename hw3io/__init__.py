@@ -7,11 +7,12 @@ import importlib
 
 _WHERE = {
     "UserError": "errors", "run_cli": "errors",
-    "IMAGE_EXTENSIONS": "images", "list_images": "images", "load_rgb": "images", "load_partial_rgb": "images", "check_readable": "images",
+    "IMAGE_EXTENSIONS": "images", "list_images": "images", "load_rgb": "images", "load_partial_rgb": "images",
+    "check_readable": "images", "stored_frame": "images", "orient": "images",
     "atomic_path": "atomic", "atomic_save_npy": "atomic", "atomic_write_text": "atomic",
     "ensure_writable_dir": "atomic",
     "pick_device": "device", "default_workers": "device",
-    "upsample": "maps",
+    "upsample": "maps", "place": "maps",
     "save_figure": "figures",
     "save_tensors": "tensors", "read_tensors": "tensors",
     "progress": "progress", "report": "progress",

@@ -65,6 +65,29 @@ def load_partial_rgb(path) -> Image.Image:
         ImageFile.LOAD_TRUNCATED_IMAGES = before
 
 
+ORIENTATION = 0x0112  # the EXIF tag load_rgb turns the pixels by
+
+
+def stored_frame(path) -> tuple[tuple[int, int], int]:
+    """(size (W, H) of the stored pixel grid, EXIF orientation 1-8) of an image: the grid its annotations refer to
+    and the turn ``load_rgb`` gives it. Decoded fully, as ``load_rgb`` does, because a PNG may carry its EXIF after
+    the pixels."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.size, int(img.getexif().get(ORIENTATION, 1))
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
+        raise UserError(f"cannot read image {path}: {e}") from None
+
+
+def orient(mask: np.ndarray, orientation: int) -> np.ndarray:
+    """An (H, W) boolean mask on the stored pixel grid, turned by EXIF ``orientation`` exactly as ``load_rgb`` turns
+    the image's pixels: by the same ``ImageOps.exif_transpose``, on the mask as a one-bit image."""
+    img = Image.fromarray(np.ascontiguousarray(mask, dtype=bool))
+    img.getexif()[ORIENTATION] = orientation
+    return np.asarray(ImageOps.exif_transpose(img), dtype=bool)
+
+
 def check_readable(paths) -> list[tuple[Path, str]]:
     """(path, reason) for every file in ``paths`` that does not decode."""
     bad = []

@@ -1,35 +1,34 @@
-"""The pointing game (Zhang et al. 2016), scored three ways on maps and boxes in one pixel frame.
+"""The pointing game (Zhang et al. 2016), scored three ways on maps and targets in one pixel frame.
 
-- strict: a hit when the map's hottest pixel lies inside the box (the assignment's reading);
-- tolerance, as the field plays it (TorchRay's ``torchray.benchmark.pointing_game``): a hit when some pixel of the
-  object lies closer than ``TOLERANCE`` = 15 px to the hottest pixel, pixel centre to pixel centre, strictly closer
-  (TorchRay tests ``du**2 + dv**2 < tolerance**2``); hits / (hits + misses) per class, then the mean over the
-  classes, so a frequent class cannot drown a rare one (TorchRay averages over its dataset's classes, which all
-  occur in its benchmarks; here the classes that occur);
-- attention correctness (Liu et al. 2017): the share of the map's mass inside the box, the map normalised to sum 1
-  over the frame; a uniform map's share, the box's area share, is its baseline.
+The frame is the original image as displayed (after its EXIF orientation, as ``hw3io.load_rgb`` gives it), as
+TorchRay (``torchray.benchmark.pointing_game``) plays it: the callers place each map on that image and give each
+target there, so the 15 px are original-image pixels, whatever size the model saw.
 
-A box's object is the frame's pixels whose centres it holds (edges included; TorchRay rasterises masks the same
-way, pixel by pixel). A target may be several boxes (every instance of a COCO category): a hit in any of them, the
-mass over their union. Shared by both problems. The callers place each map on the image exactly as their figures
-do (bilinear upsampling, ``hw3io.upsample``) and move the boxes into that frame.
+- strict: a hit when the map's hottest pixel lies inside the object (the assignment's reading);
+- tolerance, as the field plays it (TorchRay): a hit when some pixel of the object lies closer than
+  ``TOLERANCE`` = 15 px to the hottest pixel, pixel centre to pixel centre, strictly closer (TorchRay tests
+  ``du**2 + dv**2 < tolerance**2``); hits / (hits + misses) per class, then the mean over the classes, so a
+  frequent class cannot drown a rare one (TorchRay averages over its dataset's classes, which all occur in its
+  benchmarks; here the classes that occur);
+- attention correctness (Liu et al. 2017): the share of the map's mass inside the object, the map normalised to
+  sum 1 over the frame; a uniform map's share, the object's area share, is its baseline.
+
+A target is an (H, W) boolean mask of the object (TorchRay's form; ``hw3io.targets`` builds them from boxes and
+COCO segmentations), a box (x0, y0, x1, y1) or a list of boxes: a box's object is the frame's pixels whose centres
+it holds (edges included), several boxes their union (every instance of a COCO category: a hit in any of them).
+Shared by both problems.
 """
+import math
+
 import numpy as np
 
-TOLERANCE = 15  # pixels, TorchRay's default and Zhang et al.'s
+TOLERANCE = 15  # pixels of the original image, TorchRay's default and Zhang et al.'s
 
 
 def peak(heat: np.ndarray) -> tuple[float, float]:
     """(x, y) of the centre of the hottest pixel of an (H, W) map (first one on ties, row-major)."""
     r, c = np.unravel_index(int(np.argmax(heat)), heat.shape)
     return c + 0.5, r + 0.5
-
-
-def inside(point, box) -> bool:
-    """``box`` = (x0, y0, x1, y1) in pixels, edges included."""
-    x, y = point
-    x0, y0, x1, y1 = box
-    return x0 <= x <= x1 and y0 <= y <= y1
 
 
 def box_fraction(box, size) -> float:
@@ -45,38 +44,86 @@ def as_boxes(target) -> list:
     return [tuple(target)] if np.isscalar(target[0]) else [tuple(b) for b in target]
 
 
-def _pixel_span(lo, hi, n) -> tuple[float, float]:
-    """Centres (k + 0.5) of the first and last of ``n`` pixels whose centres lie in [lo, hi]; first > last if none."""
-    return max(np.ceil(lo - 0.5), 0) + 0.5, min(np.floor(hi - 0.5), n - 1) + 0.5
+def _pixel_span(lo, hi, n) -> tuple[int, int]:
+    """[first, last + 1) of the ``n`` pixels whose centres (k + 0.5) lie in [lo, hi]; empty if none."""
+    first, last = max(math.ceil(lo - 0.5), 0), min(math.floor(hi - 0.5), n - 1)
+    return first, max(last + 1, first)
 
 
-def distance(xs, ys, boxes, size):
-    """Distance from the points (``xs``, ``ys``, broadcast together) to the nearest pixel centre of the boxes'
-    union in a (W, H) frame; inf where the boxes hold no pixel of the frame."""
-    best = np.full(np.broadcast(xs, ys).shape, np.inf)
+def box_mask(boxes, shape) -> np.ndarray:
+    """The (H, W) = ``shape`` mask of the pixels whose centres lie in any of ``boxes`` (x0, y0, x1, y1), edges
+    included."""
+    mask = np.zeros(shape, bool)
     for x0, y0, x1, y1 in boxes:
-        (ax, bx), (ay, by) = _pixel_span(x0, x1, size[0]), _pixel_span(y0, y1, size[1])
-        if ax <= bx and ay <= by:
-            dx, dy = np.maximum(np.maximum(ax - xs, xs - bx), 0), np.maximum(np.maximum(ay - ys, ys - by), 0)
-            best = np.minimum(best, np.hypot(dx, dy))
-    return best
+        (a, b), (c, d) = _pixel_span(x0, x1, shape[1]), _pixel_span(y0, y1, shape[0])
+        mask[c:d, a:b] = True
+    return mask
 
 
-def play(heat: np.ndarray, boxes, tolerance: int = TOLERANCE) -> dict:
-    """Every score of one (H, W) map against one target (a list of boxes), with the centre's and a uniformly
-    random pixel's (expected, computed exactly rather than sampled)."""
+def as_mask(target, shape) -> np.ndarray:
+    """A target (an (H, W) boolean mask, a box or a list of boxes) -> its (H, W) = ``shape`` mask."""
+    if isinstance(target, np.ndarray) and target.dtype == bool:
+        if target.shape != tuple(shape):
+            raise ValueError(f"a target mask of shape {target.shape} for a map of shape {tuple(shape)}")
+        return target
+    return box_mask(as_boxes(target), shape)
+
+
+def _reach(limit_sq: float) -> int:
+    """The largest integer d >= 0 with d * d < ``limit_sq`` (> 0)."""
+    d = max(math.ceil(math.sqrt(limit_sq)) - 1, 0)
+    while (d + 1) ** 2 < limit_sq:
+        d += 1
+    while d > 0 and d * d >= limit_sq:
+        d -= 1
+    return d
+
+
+def near(mask: np.ndarray, tolerance: float) -> np.ndarray:
+    """The pixels whose centre lies closer than ``tolerance`` to some pixel centre of ``mask``: where a peak hits
+    with tolerance. A dilation by TorchRay's acceptance disc, one row offset at a time (each row of the disc is a
+    run, counted with a cumulative sum), inside the mask's bounding box grown by the disc."""
+    h, w = mask.shape
+    out = np.zeros((h, w), bool)
+    ys, xs = np.nonzero(mask)
+    if not len(ys):
+        return out
+    r = _reach(tolerance ** 2)
+    y0, y1, x0, x1 = max(ys.min() - r, 0), min(ys.max() + r + 1, h), max(xs.min() - r, 0), min(xs.max() + r + 1, w)
+    part, m = out[y0:y1, x0:x1], mask[y0:y1, x0:x1]
+    n, cols = m.shape[0], np.arange(m.shape[1])
+    runs = np.pad(m.cumsum(1), ((0, 0), (1, 0)))  # (n, w' + 1): mask pixels left of each column
+    grown = {}
+    for dv in range(-min(r, n - 1), min(r, n - 1) + 1):  # rows farther than the box's height reach nothing
+        k = _reach(tolerance ** 2 - dv ** 2)  # the disc's half-width dv rows away
+        if k not in grown:  # mask pixels within k columns, row by row
+            grown[k] = runs[:, np.minimum(cols + k + 1, len(cols))] > runs[:, np.maximum(cols - k, 0)]
+        if dv >= 0:
+            part[:n - dv] |= grown[k][dv:]
+        else:
+            part[-dv:] |= grown[k][:n + dv]
+    return out
+
+
+def play(heat: np.ndarray, target, tolerance: float = TOLERANCE) -> dict:
+    """Every score of one (H, W) map against one target (a mask, a box or boxes in the map's frame), with the
+    image centre's (the pixel holding it, as a map peaking there) and a uniformly random pixel's (expected,
+    computed exactly rather than sampled)."""
     h, w = heat.shape
-    dist = distance(np.arange(w) + 0.5, (np.arange(h) + 0.5)[:, None], boxes, (w, h))  # (H, W)
-    mask = dist == 0
-    x, y = peak(heat)
+    mask = as_mask(target, (h, w))
+    ys, xs = np.nonzero(mask)
+
+    def distance(r, c):
+        return float(np.hypot(xs - c, ys - r).min()) if len(xs) else math.inf
+
+    r, c = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    centre = (h // 2, w // 2)
     mass = np.clip(heat, 0, None)
-    centre = (w / 2, h / 2)
-    return {"maps": bool(mask[int(y), int(x)]), "tolerance": bool(dist[int(y), int(x)] < tolerance),
-            "mass": float(mass[mask].sum() / mass.sum()) if mass.sum() > 0 else float(mask.mean()),
-            "centre": any(inside(centre, b) for b in boxes),
-            "centre_tolerance": bool(distance(*centre, boxes, (w, h)) < tolerance),
-            "random": float(mask.mean()), "random_tolerance": float((dist < tolerance).mean()),
-            "uniform_mass": float(mask.mean())}
+    area = float(mask.mean())
+    return {"maps": bool(mask[r, c]), "tolerance": distance(r, c) < tolerance,
+            "mass": float(mass[mask].sum() / mass.sum()) if mass.sum() > 0 else area,
+            "centre": bool(mask[centre]), "centre_tolerance": distance(*centre) < tolerance,
+            "random": area, "random_tolerance": float(near(mask, tolerance).mean()), "uniform_mass": area}
 
 
 def class_mean(values, classes) -> float:
@@ -91,13 +138,13 @@ POOLED = ("maps", "centre", "random", "mass", "uniform_mass")
 PER_CLASS = ("tolerance", "centre_tolerance", "random_tolerance")
 
 
-def score(heats, boxes, classes=None, tolerance: int = TOLERANCE) -> dict:
-    """Scores over paired maps (H, W) and targets (a box (x0, y0, x1, y1) or a list of boxes, in the maps' frame):
-    strict hit rates (``maps``, ``centre``, ``random``) and mass in box (``mass``, ``uniform_mass``) pooled over
-    the targets; tolerance hit rates (``tolerance``, ``centre_tolerance``, ``random_tolerance``) per class of
-    ``classes`` (one label per target; default: one class), then averaged; ``per_class``: each class's tolerance
-    hit rate of the maps."""
-    games = [play(h, as_boxes(b), tolerance) for h, b in zip(heats, boxes)]
+def score(heats, targets, classes=None, tolerance: float = TOLERANCE) -> dict:
+    """Scores over paired maps (H, W) and targets (an (H, W) boolean mask, a box (x0, y0, x1, y1) or a list of
+    boxes, in the maps' frame): strict hit rates (``maps``, ``centre``, ``random``) and mass in box (``mass``,
+    ``uniform_mass``) pooled over the targets; tolerance hit rates (``tolerance``, ``centre_tolerance``,
+    ``random_tolerance``) per class of ``classes`` (one label per target; default: one class), then averaged;
+    ``per_class``: each class's tolerance hit rate of the maps."""
+    games = [play(h, t, tolerance) for h, t in zip(heats, targets)]
     classes = list(classes) if classes is not None else ["all"] * len(games)
     n = max(len(games), 1)
     out = {k: sum(g[k] for g in games) / n for k in POOLED}
@@ -112,7 +159,7 @@ def score(heats, boxes, classes=None, tolerance: int = TOLERANCE) -> dict:
 def table(rows: dict, baseline: dict, unit: str) -> str:
     """One Markdown table: a row per map (``rows``: name -> ``score``), then the image centre and random point
     baselines from ``baseline`` (a ``score`` over the same targets). A random point's mass in box is a uniform
-    map's: the box's area share. A point at the centre has no mass to spread: '-'."""
+    map's: the object's area share. A point at the centre has no mass to spread: '-'."""
     from .tables import markdown_table
     f = "{:.3f}".format
     body = [(name, f(s["maps"]), f(s["tolerance"]), f(s["mass"]), s["count"]) for name, s in rows.items()]
@@ -126,6 +173,7 @@ def table(rows: dict, baseline: dict, unit: str) -> str:
 
 def legend(baseline: dict) -> str:
     """What the table's columns mean, in one line under it."""
-    return (f"strict: the map's peak inside the box; tolerance: the peak within {baseline.get('tolerance_px')} px of "
-            f"it (TorchRay's pointing game), hit rate per class averaged over {baseline['classes']} class(es); mass "
-            "in box: the share of the map inside the box (Liu et al. 2017), a uniform map's for the random row")
+    return (f"strict: the map's peak inside the object; tolerance: the peak within {baseline.get('tolerance_px')} px "
+            "of it, pixels of the original image (TorchRay's pointing game), hit rate per class averaged over "
+            f"{baseline['classes']} class(es); mass in box: the share of the map inside the object (Liu et al. 2017), "
+            "a uniform map's for the random row")

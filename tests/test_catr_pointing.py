@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from helpers import assert_one_line_error, run
+from hw3io import UserError
 
 
 @pytest.fixture(scope="module")
@@ -254,3 +255,104 @@ def test_objects_and_instances_are_exclusive(tmp_path):
     f = coco_instances(tmp_path / "i.json")
     assert_one_line_error(run(["python3", "-m", "catr.pointing", str(tmp_path), "--objects", str(f), "--instances",
                                str(f)], timeout=120), "one of --objects")
+
+
+def blob(shape, x, y, sigma=2.0):
+    """An (H, W) map peaking on pixel (x, y): a hw3_2.sh map at the original's own resolution, so that its peak
+    in the original frame is known to the pixel."""
+    v, u = np.mgrid[:shape[0], :shape[1]]
+    return np.exp(-((u - x) ** 2 + (v - y) ** 2) / (2 * sigma ** 2)).astype(np.float32)
+
+
+def item(path, tokens, maps):
+    """A hw3_2.sh output as read_folder gives it (``size``: the resized image the PNG draws, as hw3_2.sh writes)."""
+    from PIL import Image
+    from catr.preprocess import resized_shape
+    with Image.open(path) as img:
+        shown = img.size if img.getexif().get(0x0112, 1) < 5 else img.size[::-1]
+    return {"tokens": tokens, "maps": np.stack(maps), "image": str(path), "name": path.name,
+            "size": list(resized_shape(shown))}
+
+
+@pytest.mark.parametrize("size, gap, hit", [((64, 48), 10, True), ((64, 48), 20, False), ((640, 480), 10, True),
+                                            ((640, 480), 20, False)])
+def test_tolerance_is_measured_in_original_pixels(tmp_path, size, gap, hit):
+    """A peak ``gap`` original pixels right of the box: within TorchRay's 15 px or not, whatever the 299 px resize
+    does. In the resized image's pixels (x 4.67 for 64x48, x 0.47 for 640x480) the 10 px case on the small image
+    would miss (47 px) and the 20 px case on the large one hit (9.3 px)."""
+    from PIL import Image
+    from catr.pointing import from_objects, score_items
+    Image.new("RGB", size, (90, 90, 90)).save(tmp_path / "a.jpg")
+    box = [8, 10, 12, 16] if size[0] < 100 else [300, 200, 40, 40]  # x, y, w, h
+    x, y = box[0] + box[2] - 1 + gap, box[1] + box[3] // 2  # gap px right of the box's last pixel
+    it = item(tmp_path / "a.jpg", ["a", "square"], [np.ones(size[::-1], np.float32), blob(size[::-1], x, y)])
+    s = score_items([it], from_objects({"a.jpg": [{"words": ["square"], "box": box}]}))
+    assert (s["count"], s["maps"], s["tolerance"]) == (1, 0.0, float(hit))
+
+
+@pytest.mark.parametrize("orientation", [6, 8])
+def test_boxes_of_a_rotated_jpeg_turn_with_its_pixels(tmp_path, orientation):
+    """A JPEG stored 64x40 with EXIF orientation 6 or 8: hw3_2.sh maps the image as load_rgb shows it (40x64); the
+    objects file's box, in stored pixels, is hit only once turned like the pixels."""
+    from PIL import Image
+    from hw3io import load_rgb
+    from catr.pointing import from_objects, score_items
+    stored = Image.new("RGB", (64, 40), (0, 0, 0))
+    stored.paste((255, 255, 255), (6, 4, 18, 14))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(tmp_path / "r.jpg", exif=exif, quality=95)
+    ys, xs = np.nonzero(np.asarray(load_rgb(tmp_path / "r.jpg"))[..., 0] > 128)
+    it = item(tmp_path / "r.jpg", ["a", "square"], [np.ones((64, 40), np.float32),
+                                                      blob((64, 40), int(xs.mean()), int(ys.mean()))])
+    s = score_items([it], from_objects({"r.jpg": [{"words": ["square"], "box": [6, 4, 12, 10]}]}))
+    assert (s["maps"], s["tolerance"]) == (1.0, 1.0) and s["mass"] > 0.5
+
+
+def uncompressed_rle(mask):
+    """COCO's iscrowd form: run lengths of 0s and 1s, column-major, starting with 0s."""
+    flat = mask.flatten(order="F").astype(int)
+    edges = np.flatnonzero(np.diff(flat)) + 1
+    runs = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
+    return {"counts": ([0] if flat[0] else []) + runs, "size": list(mask.shape)}
+
+
+def test_coco_objects_are_segmentation_masks(tmp_path):
+    """A polygon (a triangle), an uncompressed RLE (a ring, iscrowd) and a compressed RLE (an L): a peak inside the
+    bbox but off the mask misses strict, on the mask hits, and a uniform map's mass in box is the mask's area share,
+    not the bbox's."""
+    from PIL import Image
+    from pycocotools import mask as coco_mask
+    from catr.pointing import from_instances, score_items
+    W, H = 64, 48
+    Image.new("RGB", (W, H), (90, 90, 90)).save(tmp_path / "c.jpg")
+    ring = np.zeros((H, W), bool)
+    ring[5:25, 30:50] = True
+    ring[10:20, 35:45] = False
+    ell = np.zeros((H, W), bool)
+    ell[28:46, 4:10] = True
+    ell[40:46, 4:30] = True
+    compressed = coco_mask.encode(np.asfortranarray(ell.astype(np.uint8)))
+    compressed["counts"] = compressed["counts"].decode()  # as it is stored in a JSON file
+    anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 24, 24], "iscrowd": 0,
+             "segmentation": [[2, 2, 26, 2, 2, 26]]},
+            {"id": 2, "image_id": 1, "category_id": 2, "bbox": [30, 5, 20, 20], "iscrowd": 1,
+             "segmentation": uncompressed_rle(ring)},
+            {"id": 3, "image_id": 1, "category_id": 3, "bbox": [4, 28, 26, 18], "iscrowd": 1,
+             "segmentation": compressed}]
+    coco = {"images": [{"id": 1, "file_name": "c.jpg", "width": W, "height": H}], "annotations": anns,
+            "categories": [{"id": 1, "name": "kite"}, {"id": 2, "name": "donut"}, {"id": 3, "name": "bench"}]}
+    ann = from_instances(coco)
+    shape = (H, W)
+    off = [blob(shape, 22, 22), blob(shape, 40, 15), blob(shape, 24, 32)]  # in each bbox, off each mask
+    on = [blob(shape, 6, 6), blob(shape, 32, 15), blob(shape, 6, 32)]
+    tokens = ["kite", "donut", "bench"]
+    assert score_items([item(tmp_path / "c.jpg", tokens, off)], ann)["maps"] == 0.0
+    assert score_items([item(tmp_path / "c.jpg", tokens, on)], ann)["maps"] == 1.0
+    flat = score_items([item(tmp_path / "c.jpg", tokens, [np.ones(shape)] * 3)], ann)
+    areas = [0.5 * 24 * 24, ring.sum(), ell.sum()]  # the triangle about half its bbox
+    assert flat["mass"] == pytest.approx(np.mean(areas) / (W * H), rel=0.05)
+    assert flat["mass"] < 0.8 * np.mean([24 * 24, 20 * 20, 26 * 18]) / (W * H)
+    coco["images"][0].update(width=H, height=W)  # made on another (or the turned) image: refused
+    with pytest.raises(UserError, match="annotations must refer to the stored pixels"):
+        score_items([item(tmp_path / "c.jpg", tokens, on)], from_instances(coco))

@@ -1,17 +1,21 @@
-"""The pointing game: hw3io.pointing's scoring (strict, TorchRay's tolerance, mass in box) and vitpet.pointing's
-placement of boxes in the model's view."""
+"""The pointing game: hw3io.pointing's scoring (strict, TorchRay's tolerance, mass in box), hw3io.targets' masks
+on the original image as displayed (EXIF orientation) and vitpet.pointing's placement of the view's maps on the
+original image."""
 import json
 import re
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from helpers import assert_one_line_error, run
-from hw3io.pointing import box_fraction, peak, play, score
+from hw3io import load_rgb
+from hw3io.pointing import box_fraction, box_mask, near, peak, play, score
+from hw3io.targets import target_mask
 from vitpet.data import build_view_transform
 from vitpet.model import build_model, resolve_model_data_config
-from vitpet.pointing import box_in_view, view_geometry
+from vitpet.pointing import place_on_original, score_maps, view_geometry, view_region
 
 
 def test_planted_maps_always_hit_and_noise_scores_the_box_area():
@@ -73,22 +77,106 @@ def test_tolerance_is_averaged_over_classes_and_targets_may_be_several_boxes():
     assert score([np.ones((100, 100))], [[other, box]])["mass"] == pytest.approx(0.08)
 
 
+def test_near_is_torchray_acceptance_disc_and_masks_are_targets():
+    """``near`` (where a peak hits with tolerance) against brute force; a mask scores like the boxes it rasterises,
+    and its mass counts only its own pixels."""
+    rng = np.random.default_rng(3)
+    for tol in (1, 2.5, 7, 15):
+        mask = rng.random((30, 41)) < 0.01
+        yy, xx = np.mgrid[:30, :41]
+        brute = np.zeros_like(mask)
+        for y, x in zip(*np.nonzero(mask)):
+            brute |= (yy - y) ** 2 + (xx - x) ** 2 < tol ** 2
+        assert (near(mask, tol) == brute).all()
+    box = (40, 40, 60, 60)
+    heat = peak_right_of(box, 10)
+    assert play(heat, box_mask([box], (100, 100))) == play(heat, [box])
+    ring = box_mask([box], (100, 100)) & ~box_mask([(45, 45, 55, 55)], (100, 100))  # the box less its middle
+    hole = np.zeros((100, 100))
+    hole[50, 50] = 1.0
+    g = play(hole, ring)
+    assert not g["maps"] and g["tolerance"] and g["mass"] == 0.0  # inside the box, outside the object
+    assert play(np.ones((100, 100)), ring)["mass"] == pytest.approx(ring.mean())  # not the box's 0.0441
+
+
 @pytest.mark.parametrize("crop_mode, crop_pct", [("center", None), ("squash", 0.875), ("border", 0.875),
                                                  ("border", 1.0), ("squash", 1.0)])
 @pytest.mark.parametrize("size", [(96, 80), (80, 96), (301, 200), (40, 150)])
-def test_boxes_move_into_the_view_like_the_pixels(size, crop_mode, crop_pct):
-    """Every crop mode of timm's data config: the box drawn into the image lands where box_in_view says."""
+def test_maps_of_the_view_land_on_the_original_where_the_view_shows_it(size, crop_mode, crop_pct):
+    """Every crop mode of timm's data config: the view of a box drawn into the image, placed back on the original
+    as a map (``place_on_original``), covers the box (less what the crop cut), and nothing outside the region the
+    view shows."""
     cfg = resolve_model_data_config(build_model("vit_demo_patch8", pretrained=False))
     cfg = dict(cfg, crop_mode=crop_mode, crop_pct=crop_pct or cfg["crop_pct"])
     img = Image.new("RGB", size, (0, 0, 0))
     box = [size[0] // 3, size[1] // 4, size[0] // 4, size[1] // 3]  # x, y, w, h
     ImageDraw.Draw(img).rectangle((box[0], box[1], box[0] + box[2] - 1, box[1] + box[3] - 1), fill=(255, 255, 255))
-    view = build_view_transform(cfg)(img)[0].numpy()
-    ys, xs = np.nonzero(view > 0.5)
-    x0, y0, x1, y1 = box_in_view(box, view_geometry(cfg, size))
-    (x0, x1), (y0, y1) = np.clip((x0, x1), 0, view.shape[1]), np.clip((y0, y1), 0, view.shape[0])  # a crop cuts it
+    view = build_view_transform(cfg)(img)[0]
+    placed = place_on_original(view, cfg, size).numpy()
+    assert placed.shape == size[::-1]
+    ys, xs = np.nonzero(placed > 0.5)
+    x0, y0, x1, y1 = view_region(cfg, size)
+    sx, sy, left, top = view_geometry(cfg, size)
+    assert (x0, y0) == pytest.approx((left / sx, top / sy))
+    (x0, x1), (y0, y1) = (max(box[0], x0), min(box[0] + box[2], x1)), (max(box[1], y0), min(box[1] + box[3], y1))
     assert abs(xs.min() - x0) <= 1 and abs(ys.min() - y0) <= 1
     assert abs(xs.max() + 1 - x1) <= 1 and abs(ys.max() + 1 - y1) <= 1
+
+
+VIEW_224 = {"input_size": [3, 224, 224], "interpolation": "bicubic", "mean": [0.5] * 3, "std": [0.5] * 3,
+            "crop_pct": 0.875, "crop_mode": "center"}  # the real ViT's view: shorter side to 256, 224 cropped
+
+
+def view_blob(cfg, size, x, y, sigma=3.0):
+    """A (224, 224) map of the view peaking where original pixel (x, y) lands in it."""
+    sx, sy, left, top = view_geometry(cfg, size)
+    v, u = np.mgrid[:224, :224] + 0.5
+    cu, cv = (x + 0.5) * sx - left, (y + 0.5) * sy - top
+    return torch.from_numpy(np.exp(-((u - cu) ** 2 + (v - cv) ** 2) / (2 * sigma ** 2)))
+
+
+@pytest.mark.parametrize("size, gap, hit", [((48, 40), 10, True), ((48, 40), 20, False), ((640, 480), 10, True),
+                                            ((640, 480), 20, False)])
+def test_vit_tolerance_is_measured_in_original_pixels(tmp_path, size, gap, hit):
+    """A peak ``gap`` original pixels right of the box: within 15 px or not, whatever the scale of the view. In the
+    view's pixels (x 5.3 for 48x40, x 0.53 for 640x480) the 10 px case on the small image would miss (53 px) and the
+    20 px case on the large one hit (10.7 px)."""
+    Image.new("RGB", size, (90, 90, 90)).save(tmp_path / "3_1.jpg")
+    box = [8, 15, 8, 10] if size[0] < 100 else [300, 200, 40, 40]  # x, y, w, h, inside the region the view shows
+    x, y = box[0] + box[2] - 1 + gap, box[1] + box[3] // 2  # gap px right of the box's last pixel centre
+    s = score_maps({"blob": [view_blob(VIEW_224, size, x, y)]}, VIEW_224, [tmp_path / "3_1.jpg"],
+                   {"3_1.jpg": box})["blob"]
+    assert (s["maps"], s["tolerance"]) == (0.0, float(hit))
+
+
+@pytest.mark.parametrize("orientation", [6, 8])
+def test_vit_boxes_of_a_rotated_jpeg_turn_with_its_pixels(tmp_path, orientation):
+    """A JPEG stored 64x40 with EXIF orientation 6 or 8 is seen 40x64 (load_rgb): its box, in stored pixels, is hit
+    only once turned like the pixels (unturned, it lies 30+ px from the peak)."""
+    stored = Image.new("RGB", (64, 40), (0, 0, 0))
+    stored.paste((255, 255, 255), (6, 4, 18, 14))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(tmp_path / "3_1.jpg", exif=exif, quality=95)
+    shown = np.asarray(load_rgb(tmp_path / "3_1.jpg"))[..., 0] > 128
+    ys, xs = np.nonzero(shown)
+    x, y = int(xs.mean()), int(ys.mean())  # where the object is seen
+    s = score_maps({"blob": [view_blob(VIEW_224, (40, 64), x, y)]}, VIEW_224, [tmp_path / "3_1.jpg"],
+                   {"3_1.jpg": [6, 4, 12, 10]})["blob"]
+    assert (s["maps"], s["tolerance"]) == (1.0, 1.0) and s["mass"] > 0.5
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_target_masks_turn_like_load_rgb_turns_the_pixels(tmp_path, orientation):
+    """Every EXIF orientation: a box annotated on the stored pixels covers, as a target, exactly the pixels where
+    load_rgb shows the box drawn there."""
+    stored = Image.new("RGB", (30, 20), (0, 0, 0))
+    stored.paste((255, 255, 255), (3, 2, 11, 7))  # pixels x 3..10, y 2..6: the box [3, 2, 8, 5]
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(tmp_path / "r.jpg", exif=exif, quality=95)
+    shown = np.asarray(load_rgb(tmp_path / "r.jpg"))[..., 0] > 128
+    assert (target_mask([[3, 2, 8, 5]], tmp_path / "r.jpg") == shown).all()
 
 
 def test_pointing_script_on_the_trained_model(trained):

@@ -4,10 +4,12 @@
 and attention rollout against two baselines (the image centre, a uniformly random point), three ways
 (``hw3io.pointing``): strict (the peak inside the box), TorchRay's tolerance (the peak within 15 px of the box, hit
 rate per pet class, the label of ``26_5064.jpg`` being 26, then averaged over the classes) and mass in box (the
-share of the map inside it). Maps are placed on the image exactly as ``p1_visualize_attn.py`` draws them:
-upsampled onto the model's view (eval resize + centre crop), so the 15 px are pixels of that view; the boxes
-(``{file name: [x, y, w, h]}`` in original pixels, as ``synth.pets`` writes them) are moved into that view with
-the same resize and crop.
+share of the map inside it). As TorchRay plays it, everything is measured on the original image (as displayed,
+after its EXIF orientation, as ``hw3io.load_rgb`` gives it), so the 15 px are original-image pixels: each map,
+which covers the model's view (eval resize + centre crop), is upsampled onto the part of the original that the
+view shows (``view_region``, the inverse of ``view_geometry``) and is zero elsewhere. The boxes (``{file name:
+[x, y, w, h]}`` in the image's stored pixels, as ``synth.pets`` writes them) are turned by its EXIF orientation
+like its pixels (``hw3io.targets``).
 """
 import argparse
 import sys
@@ -15,8 +17,9 @@ from pathlib import Path
 
 import torch
 
-from hw3io import UserError, list_images, load_rgb, read_json, run_cli, upsample
+from hw3io import UserError, list_images, load_rgb, place, read_json, run_cli
 from hw3io.pointing import legend, score, table
+from hw3io.targets import target_mask
 from .attention import capture_attention, cls_to_patches, patch_grid, rollout, to_grid
 from .data import build_view_transform, has_labels, parse_label
 from .explain import view_and_input
@@ -28,11 +31,16 @@ NEUTRAL = {"ToTensor", "PILToTensor", "MaybeToTensor", "MaybePILToTensor", "Norm
 
 
 def view_geometry(data_config: dict, size: tuple[int, int]) -> tuple[float, float, int, int]:
-    """(scale_x, scale_y, left, top): original pixel (x, y) lands at (x * sx - left, y * sy - top) in the view,
-    following the eval transforms ``build_view_transform`` builds for every crop mode of timm's data config:
-    torchvision's Resize (shorter side to an int, or both sides) or timm's ResizeKeepRatio, then CenterCrop or
-    timm's CenterCropOrPad (padding, when the crop is larger than the image, gives a negative offset). Any other
-    transform is refused: a map placed by a guess would be silently wrong."""
+    """(scale_x, scale_y, left, top): original pixel (x, y) lands at (x * sx - left, y * sy - top) in the view."""
+    return _view(data_config, size)[:4]
+
+
+def _view(data_config: dict, size: tuple[int, int]) -> tuple[float, float, int, int, tuple[int, int]]:
+    """``view_geometry`` and the view's size (W, H), following the eval transforms ``build_view_transform`` builds
+    for every crop mode of timm's data config: torchvision's Resize (shorter side to an int, or both sides) or
+    timm's ResizeKeepRatio, then CenterCrop or timm's CenterCropOrPad (padding, when the crop is larger than the
+    image, gives a negative offset). Any other transform is refused: a map placed by a guess would be silently
+    wrong."""
     from PIL import Image
     from timm.data.transforms import ResizeKeepRatio
     from torchvision.transforms import CenterCrop, Resize
@@ -65,14 +73,21 @@ def view_geometry(data_config: dict, size: tuple[int, int]) -> tuple[float, floa
                             f"{data_config.get('crop_mode')!r}); pointing supports the crop modes center, squash "
                             "and border")
         sx, sy, w, h = sx * nw / w, sy * nh / h, nw, nh
-    return sx, sy, left, top
+    return sx, sy, left, top, (w, h)
 
 
-def box_in_view(box, geometry) -> tuple[float, float, float, float]:
-    """[x, y, w, h] in original pixels -> (x0, y0, x1, y1) in the view."""
-    sx, sy, left, top = geometry
-    x, y, w, h = box
-    return x * sx - left, y * sy - top, (x + w) * sx - left, (y + h) * sy - top
+def view_region(data_config: dict, size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The part of an original image of (W, H) = ``size`` that the model's view shows, (x0, y0, x1, y1) in original
+    pixels: ``view_geometry`` inverted. It overhangs the image where the view is padded."""
+    sx, sy, left, top, (w, h) = _view(data_config, size)
+    return left / sx, top / sy, (left + w) / sx, (top + h) / sy
+
+
+def place_on_original(grids: torch.Tensor, data_config: dict, size: tuple[int, int]) -> torch.Tensor:
+    """(..., gh, gw) maps of the model's view -> (..., H, W) on the original image of (W, H) = ``size``: upsampled
+    onto the region the view shows (``view_region``) and zero outside it, where the model saw nothing. Attention
+    maps are positive (softmax), so the peak always lies in the region."""
+    return place(grids, view_region(data_config, size), size)
 
 
 def pet_classes(images) -> list:
@@ -84,27 +99,28 @@ def pet_classes(images) -> list:
 @torch.no_grad()
 def pointing_game(model, data_config: dict, images, boxes: dict, device="cpu", batch_size: int = 32) -> dict:
     """Scores (``hw3io.pointing.score``) of last-layer head-mean CLS attention and rollout, with the centre and
-    random baselines."""
+    random baselines, on the original images."""
     npt, grid = model.num_prefix_tokens, patch_grid(model)
-    heats = {"last layer (head mean)": [], "rollout": []}
-    view_boxes = []
+    grids = {"last layer (head mean)": [], "rollout": []}
     for i in range(0, len(images), batch_size):
-        views, inputs = [], []
-        for path in images[i:i + batch_size]:
-            img = load_rgb(path)
-            view, x = view_and_input(img, data_config)  # exactly what the attention figures show and feed
-            views.append(view)
-            inputs.append(x)
-            view_boxes.append(box_in_view(boxes[Path(path).name], view_geometry(data_config, img.size)))
-        x = torch.stack(inputs).to(device)
-        attns = capture_attention(model, x)  # every layer, one forward pass
-        size = tuple(views[0].shape[-2:])
-        last = to_grid(cls_to_patches(attns[-1], npt).mean(1), grid)
-        roll = to_grid(rollout(attns, npt), grid)
-        heats["last layer (head mean)"] += list(upsample(last.cpu(), size).numpy())
-        heats["rollout"] += list(upsample(roll.cpu(), size).numpy())
+        inputs = [view_and_input(load_rgb(p), data_config)[1] for p in images[i:i + batch_size]]  # as the figures
+        attns = capture_attention(model, torch.stack(inputs).to(device))  # every layer, one forward pass
+        grids["last layer (head mean)"] += list(to_grid(cls_to_patches(attns[-1], npt).mean(1), grid).cpu())
+        grids["rollout"] += list(to_grid(rollout(attns, npt), grid).cpu())
+    return score_maps(grids, data_config, images, boxes)
+
+
+def score_maps(grids: dict, data_config: dict, images, boxes: dict) -> dict:
+    """``grids``: name -> one (gh, gw) map of the model's view per image -> name -> scores on the original images
+    against ``boxes`` ({file name: [x, y, w, h]} in stored pixels)."""
+    heats, objects = {name: [] for name in grids}, []
+    for k, path in enumerate(images):
+        objects.append(target_mask([boxes[Path(path).name]], path))  # on the image as displayed, as load_rgb gives
+        size = objects[-1].shape[::-1]
+        for name, maps in grids.items():
+            heats[name].append(place_on_original(maps[k], data_config, size).numpy())
     classes = pet_classes(images)
-    return {name: score(h, view_boxes, classes) for name, h in heats.items()}
+    return {name: score(h, objects, classes) for name, h in heats.items()}
 
 
 def format_table(results: dict) -> str:
@@ -126,7 +142,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint written by p1_train.py")
     p.add_argument("--images", required=True, help="folder of images")
-    p.add_argument("--boxes", default=None, help="JSON {file name: [x, y, w, h]} (default: IMAGES/boxes.json)")
+    p.add_argument("--boxes", default=None, help="JSON {file name: [x, y, w, h]} in the images' stored pixels "
+                   "(default: IMAGES/boxes.json)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cuda or cpu")
     a = p.parse_args(argv)
     from hw3io import pick_device
