@@ -32,4 +32,18 @@ def read_tensors(path, what: str) -> tuple[dict, dict]:
     except OSError as e:
         raise UserError(f"cannot read {what} {path}: {e.strerror or e}") from None
     except Exception as e:  # safetensors raises its own error types for truncated/garbage files
-        raise UserError(f"not a valid {what}: {path} ({type(e).__name__})") from None
+        raise UserError(f"not a valid {what}: {path} is {file_kind(path)}, not a complete .safetensors file "
+                        f"({type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else 'no detail'})") from None
+
+
+def file_kind(path: Path) -> str:
+    """What a file that safetensors refused looks like, from its first bytes: the usual mix-ups named."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head.startswith(b"PK"):
+        return "a PyTorch .pth/.pt file (a zip archive)"
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        return "an HTML page (a download link that serves a web page, not the file?)"
+    if not head:
+        return "empty"
+    return f"{path.stat().st_size} bytes starting {head[:16]!r}"

@@ -67,3 +67,11 @@ def test_save_is_atomic(tiny_checkpoint, tmp_path):
     model, config = load_checkpoint(tiny_checkpoint)
     save_checkpoint(tmp_path / "a.safetensors", model, config)
     assert [p.name for p in tmp_path.iterdir()] == ["a.safetensors"]  # no temp file left behind
+
+
+def test_a_training_state_given_as_checkpoint_points_to_best(tmp_path):
+    from training.state import STATE_FORMAT
+    state = tmp_path / "last.safetensors"
+    safetensors.torch.save_file({"w": torch.zeros(2)}, str(state), metadata={"format": STATE_FORMAT})
+    with pytest.raises(UserError, match="training state for --resume.*use best.safetensors"):
+        load_checkpoint(state)

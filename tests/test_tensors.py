@@ -45,3 +45,17 @@ def test_out_of_memory_is_said_as_it_is(saved, monkeypatch):
     monkeypatch.setattr(safetensors, "safe_open", no_memory)
     with pytest.raises(UserError, match="out of memory reading training state"):
         read_tensors(saved, "training state")
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b"<!DOCTYPE html><html><body>Google Drive - virus scan warning</body></html>", "an HTML page"),
+    (b"PK\x03\x04" + b"\x00" * 60, "a PyTorch .pth/.pt file"),
+    (b"", "is empty"),
+])
+def test_a_file_of_another_kind_is_named(tmp_path, content, fragment):
+    """The usual mix-ups: a shared-drive link that served its web page, a .pth given where a .safetensors belongs."""
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(content)
+    with pytest.raises(UserError, match="not a valid checkpoint") as e:
+        read_tensors(bad, "checkpoint")
+    assert fragment in str(e.value) and "\n" not in str(e.value)

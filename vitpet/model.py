@@ -81,8 +81,12 @@ def save_checkpoint(path, model, config: dict) -> None:
 def read_checkpoint(path) -> tuple[dict, dict]:
     """(state_dict, config) of a checkpoint, with a one-line error for anything that is not one."""
     state, meta = read_tensors(path, "checkpoint")
+    if meta.get("format", "").startswith("hw3-training-state"):
+        raise UserError(f"{path} is a training state for --resume, not a model checkpoint: use best.safetensors "
+                        "(or final.safetensors) from the same run folder")
     if meta.get("format") != CHECKPOINT_FORMAT or "config" not in meta:
-        raise UserError(f"not a vitpet checkpoint (no config metadata): {path}")
+        raise UserError(f"not a vitpet checkpoint (no config metadata): {path}; p1_train.py writes them "
+                        "(best.safetensors, final.safetensors)")
     return state, json.loads(meta["config"])
 
 
