@@ -82,3 +82,14 @@ def test_bad_training_file_name_is_named(tmp_path):
     proc = run(["python3", "p1_train.py", "--data-dir", str(data), "--model", "vit_demo_patch8", "--no-pretrained",
                 "--num-classes", "3", "--output-dir", str(tmp_path / "o"), "--workers", "0"])
     assert_one_line_error(proc, "holiday.jpg")
+
+
+def test_a_wrong_data_folder_is_said_before_any_weights_are_fetched(tmp_path, monkeypatch):
+    """p1_train.py --data-dir nosuch used to try the hub (5 retries offline) before looking at the folder."""
+    import vitpet.train
+    from hw3io import UserError
+    from vitpet.config import TrainConfig
+    monkeypatch.setattr(vitpet.train, "build_model", lambda *a, **k: pytest.fail("weights fetched first"))
+    with pytest.raises(UserError, match="image folder not found: .*nosuch.train"):
+        vitpet.train.fit(TrainConfig(data_dir=str(tmp_path / "nosuch"), output_dir=str(tmp_path / "o")))
+    assert not (tmp_path / "o").exists()

@@ -7,7 +7,7 @@ import torch
 from timm.optim import create_optimizer_v2
 from torch.utils.data import Subset
 
-from hw3io import UserError, ensure_writable_dir
+from hw3io import UserError, ensure_writable_dir, list_images
 from training import distributed as D
 from training.engine import classification_loss, evaluate
 from training.images import check_images
@@ -48,6 +48,8 @@ def resolve_dirs(cfg: TrainConfig) -> tuple[Path, Path]:
 
 def fit(cfg: TrainConfig) -> dict:
     """Train, validate each epoch (fp32), keep best/last/final; returns the summary dict."""
+    for folder in resolve_dirs(cfg):  # a wrong --data-dir is said before weights are downloaded or loaded
+        list_images(folder)
     return launch(cfg, _fit)
 
 
