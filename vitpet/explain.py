@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from hw3io import UserError, atomic_save_npy, ensure_writable_dir, load_rgb, upsample
-from .attention import attention_maps, patch_grid, pos_embed_cosine
+from .attention import attention_maps, map_name, patch_grid, pos_embed_cosine
 from .data import build_view_transform
 from .model import build_model, load_checkpoint, resolve_model_data_config
 from . import plotting
@@ -66,7 +66,7 @@ def visualize_attention(images, output_dir, checkpoint=None, model_name=None, la
         size = tuple(view.shape[-2:])
         view_np = view.permute(1, 2, 0).numpy()
         out = output_dir / f"{Path(path).stem}.png"
-        title = f"{Path(path).name}: CLS attention, {which}" + (", per head" if heads else ", head mean")
+        title = f"{Path(path).name}: {map_name(model)}, {which}" + (", per head" if heads else ", head mean")
         if heads:
             plotting.plot_head_maps(view_np, upsample(maps, size).numpy(), out, title)
         else:

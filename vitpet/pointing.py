@@ -17,7 +17,7 @@ import torch
 
 from hw3io import UserError, list_images, load_rgb, read_json, run_cli, upsample
 from hw3io.pointing import legend, score, table
-from .attention import capture_attention, cls_to_patches, patch_grid, rollout, to_grid
+from .attention import capture_attention, has_class_token, patch_grid, query_to_patches, rollout, to_grid
 from .data import build_view_transform, has_labels, parse_label
 from .explain import view_and_input
 
@@ -83,9 +83,9 @@ def pet_classes(images) -> list:
 
 @torch.no_grad()
 def pointing_game(model, data_config: dict, images, boxes: dict, device="cpu", batch_size: int = 32) -> dict:
-    """Scores (``hw3io.pointing.score``) of last-layer head-mean CLS attention and rollout, with the centre and
-    random baselines."""
-    npt, grid = model.num_prefix_tokens, patch_grid(model)
+    """Scores (``hw3io.pointing.score``) of last-layer head-mean CLS attention (mean patch query without a class
+    token) and rollout, with the centre and random baselines."""
+    npt, cls, grid = model.num_prefix_tokens, has_class_token(model), patch_grid(model)
     heats = {"last layer (head mean)": [], "rollout": []}
     view_boxes = []
     for i in range(0, len(images), batch_size):
@@ -99,8 +99,8 @@ def pointing_game(model, data_config: dict, images, boxes: dict, device="cpu", b
         x = torch.stack(inputs).to(device)
         attns = capture_attention(model, x)  # every layer, one forward pass
         size = tuple(views[0].shape[-2:])
-        last = to_grid(cls_to_patches(attns[-1], npt).mean(1), grid)
-        roll = to_grid(rollout(attns, npt), grid)
+        last = to_grid(query_to_patches(attns[-1], npt, cls).mean(1), grid)
+        roll = to_grid(rollout(attns, npt, cls), grid)
         heats["last layer (head mean)"] += list(upsample(last.cpu(), size).numpy())
         heats["rollout"] += list(upsample(roll.cpu(), size).numpy())
     classes = pet_classes(images)
