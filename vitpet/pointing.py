@@ -1,13 +1,14 @@
 """The pointing game for Problem 1: does the CLS attention's maximum land on the object?
 
-``python3 -m vitpet.pointing --checkpoint CKPT --images DIR --boxes BOXES`` scores last-layer head-mean CLS attention
-and attention rollout against two baselines (the image centre, a uniformly random point), three ways
-(``hw3io.pointing``): strict (the peak inside the box), TorchRay's tolerance (the peak within 15 px of the box, hit
-rate per pet class, the label of ``26_5064.jpg`` being 26, then averaged over the classes) and mass in box (the
-share of the map inside it). Maps are placed on the image exactly as ``p1_visualize_attn.py`` draws them:
-upsampled onto the model's view (eval resize + centre crop), so the 15 px are pixels of that view; the boxes
-(``{file name: [x, y, w, h]}`` in original pixels, as ``synth.pets`` writes them) are moved into that view with
-the same resize and crop.
+``python3 -m vitpet.pointing --checkpoint CKPT --images DIR --boxes BOXES`` (or ``--model NAME [--pretrained-file
+FILE] [--img-size S]`` for a timm ViT) scores last-layer head-mean CLS attention (for a model without a class token:
+the mean patch query's, see ``attention.query_to_patches``) and attention rollout against two baselines (the image
+centre, a uniformly random point), three ways (``hw3io.pointing``): strict (the peak inside the box), TorchRay's
+tolerance (the peak within 15 px of the box, hit rate per pet class, the label of ``26_5064.jpg`` being 26, then
+averaged over the classes) and mass in box (the share of the map inside it). Maps are placed on the image exactly
+as ``p1_visualize_attn.py`` draws them: upsampled onto the model's view (eval resize + centre crop), so the 15 px are
+pixels of that view; the boxes (``{file name: [x, y, w, h]}`` in original pixels, as ``synth.pets`` writes them) are
+moved into that view with the same resize and crop.
 """
 import argparse
 import sys
@@ -19,7 +20,8 @@ from hw3io import UserError, list_images, load_rgb, read_json, run_cli, upsample
 from hw3io.pointing import legend, score, table
 from .attention import capture_attention, has_class_token, patch_grid, query_to_patches, rollout, to_grid
 from .data import build_view_transform, has_labels, parse_label
-from .explain import view_and_input
+from .config import add_explained_model_args
+from .explain import load_explained_model, view_and_input
 
 
 # Transforms of the eval pipeline that leave pixel positions where they are.
@@ -124,21 +126,20 @@ def read_boxes(path) -> dict:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint written by p1_train.py")
+    add_explained_model_args(p)
     p.add_argument("--images", required=True, help="folder of images")
     p.add_argument("--boxes", default=None, help="JSON {file name: [x, y, w, h]} (default: IMAGES/boxes.json)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cuda or cpu")
     a = p.parse_args(argv)
     from hw3io import pick_device
-    from .model import load_checkpoint
     boxes_path = Path(a.boxes or Path(a.images) / "boxes.json")
     boxes = read_boxes(boxes_path)
     images = [p for p in list_images(a.images) if p.name in boxes]
     if not images:
         raise UserError(f"no image of {a.images} has a box in {boxes_path}")
     device = pick_device(a.device)
-    model, config = load_checkpoint(a.checkpoint, device=device)
-    results = pointing_game(model, config["data_config"], images, boxes, device)
+    model, data_config = load_explained_model(a.checkpoint, a.model, device, a.pretrained_file, a.img_size)
+    results = pointing_game(model, data_config, images, boxes, device)
     print(format_table(results))
     print(legend(next(iter(results.values()))))
 
