@@ -3,13 +3,12 @@ import argparse
 import sys
 
 from hw3io.errors import run_cli
+from vitpet.config import add_explained_model_args
 
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__)
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="a .safetensors checkpoint written by p1_train.py")
-    src.add_argument("--model", help="a timm model name, with its pretrained weights")
+    add_explained_model_args(p)
     p.add_argument("--output", default="pos.png", help="PNG to write; the matrix goes beside it as .npy")
     return p
 
@@ -17,7 +16,8 @@ def get_args_parser():
 def main(argv=None):
     a = get_args_parser().parse_args(argv)
     from vitpet.explain import visualize_pos
-    sim = visualize_pos(a.output, checkpoint=a.checkpoint, model_name=a.model)
+    sim = visualize_pos(a.output, checkpoint=a.checkpoint, model_name=a.model, pretrained_file=a.pretrained_file,
+                        img_size=a.img_size)
     print(f"wrote {a.output} and its {sim.shape[0]}x{sim.shape[1]} matrix")
 
 

@@ -182,3 +182,25 @@ def test_heads_with_rollout_is_refused_in_one_line(tiny_checkpoint, pet_data, tm
                 "--output-dir", str(tmp_path / "out"), "--heads", "--rollout"])
     assert_one_line_error(proc, "--heads and --rollout cannot be combined")
     assert not (tmp_path / "out").exists()
+
+
+def test_without_class_token_maps_are_the_mean_patch_query():
+    # token 0 of a global-pool ViT is a register (here) or a patch, never a CLS query
+    from timm.models.vision_transformer import VisionTransformer
+    torch.manual_seed(0)
+    m = VisionTransformer(img_size=(32, 48), patch_size=16, embed_dim=32, depth=2, num_heads=2, class_token=False,
+                          reg_tokens=2, no_embed_class=True, global_pool="avg", num_classes=0).eval()
+    x = torch.randn(1, 3, 32, 48)
+    attns = A.capture_attention(m, x)
+    maps = A.attention_maps(m, x)
+    assert maps.shape == (1, 2, 3)  # the model's own non-square grid
+    assert torch.allclose(maps[0], attns[-1][0, :, 2:, 2:].mean(1).mean(0).reshape(2, 3), atol=1e-6)
+    rolled = A.attention_maps(m, x, use_rollout=True)
+    full = np.eye(8)  # 2 registers + 6 patches
+    for a in attns:
+        a = a[0].double().numpy().mean(0) + np.eye(8)
+        full = (a / a.sum(1, keepdims=True)) @ full
+    assert np.allclose(rolled[0].numpy(), full[2:, 2:].mean(0).reshape(2, 3), atol=1e-6)
+    assert A.map_name(m) == "mean patch-query attention (no class token)" and A.map_name(build_model(
+        "vit_demo_patch8", pretrained=False)) == "CLS attention"
+    assert A.pos_embed_cosine(m).shape == (6, 6)

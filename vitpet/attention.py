@@ -2,18 +2,37 @@
 
 All maps come from forward hooks on each block's ``attn_drop`` (the post-softmax probabilities), with fused
 attention switched off for the explained model only (fused SDPA never materialises the matrix).
+
+Token layout, as timm's ``VisionTransformer._pos_embed`` builds it: [class token] [register tokens] patches, so
+``model.num_prefix_tokens`` (0 to 5 and more) is what separates prefix tokens from patches. A model without a
+class token (global average pooling) has no CLS row: its map is the mean over the patch queries of their attention
+to each patch, i.e. what the pooled feature gathers from each patch in that layer.
 """
 import torch
 import torch.nn.functional as F
+
+from hw3io import UserError
 
 
 def patch_grid(model) -> tuple[int, int]:
     return tuple(int(g) for g in model.patch_embed.grid_size)
 
 
+def has_class_token(model) -> bool:
+    return getattr(model, "cls_token", None) is not None
+
+
+def map_name(model) -> str:
+    """What the maps of ``model`` are, for figure titles and tables."""
+    return "CLS attention" if has_class_token(model) else "mean patch-query attention (no class token)"
+
+
 def unfuse_attention(model) -> None:
     """Make every block compute softmax(q k^T * scale) explicitly so hooks can see it."""
     for blk in model.blocks:
+        if not (hasattr(blk.attn, "fused_attn") and hasattr(blk.attn, "attn_drop")):
+            raise UserError(f"cannot capture the attention of {type(blk.attn).__name__} blocks (timm's Attention "
+                            "with fused_attn and attn_drop is needed)")
         blk.attn.fused_attn = False
 
 
@@ -37,21 +56,25 @@ def capture_attention(model, x: torch.Tensor, layers=None) -> list[torch.Tensor]
     return [captured[l] for l in layers]
 
 
-def cls_to_patches(attn: torch.Tensor, num_prefix_tokens: int) -> torch.Tensor:
-    """(B, heads, N, N) -> (B, heads, P): the CLS query's attention over the patch keys."""
-    return attn[:, :, 0, num_prefix_tokens:]
+def query_to_patches(attn: torch.Tensor, num_prefix_tokens: int, class_token: bool = True) -> torch.Tensor:
+    """(..., N, N) -> (..., P): the CLS query's (token 0's) attention over the patch keys; without a class token,
+    the mean over the patch queries (token 0 would be a register or a patch)."""
+    if class_token:
+        return attn[..., 0, num_prefix_tokens:]
+    return attn[..., num_prefix_tokens:, num_prefix_tokens:].mean(-2)
 
 
-def rollout(attns: list[torch.Tensor], num_prefix_tokens: int) -> torch.Tensor:
+def rollout(attns: list[torch.Tensor], num_prefix_tokens: int, class_token: bool = True) -> torch.Tensor:
     """Attention rollout (Abnar & Zuidema 2020): head-mean, add the residual identity, normalise ROWS, multiply
-    through the layers. Returns (B, P): CLS row of the rolled-out matrix over patch tokens."""
+    through the layers. Returns (B, P): the rolled-out matrix's CLS row (or mean patch row, see
+    ``query_to_patches``) over patch tokens."""
     result = None
     for a in attns:
         a = a.mean(1)  # (B, N, N)
         a = a + torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
         a = a / a.sum(-1, keepdim=True)  # each query's row sums to 1
         result = a if result is None else a @ result
-    return result[:, 0, num_prefix_tokens:]
+    return query_to_patches(result, num_prefix_tokens, class_token)
 
 
 def to_grid(vec: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -61,19 +84,28 @@ def to_grid(vec: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
 
 def attention_maps(model, x: torch.Tensor, *, layer: int = -1, heads: bool = False, use_rollout: bool = False):
     """Maps on the patch grid for a batch: (B, gh, gw), or (B, heads, gh, gw) with ``heads``."""
-    npt = model.num_prefix_tokens
+    npt, cls = model.num_prefix_tokens, has_class_token(model)
     grid = patch_grid(model)
     if use_rollout:
-        return to_grid(rollout(capture_attention(model, x), npt), grid)
+        return to_grid(rollout(capture_attention(model, x), npt, cls), grid)
     (attn,) = capture_attention(model, x, [layer])
-    per_head = to_grid(cls_to_patches(attn, npt), grid)
+    per_head = to_grid(query_to_patches(attn, npt, cls), grid)
     return per_head if heads else per_head.mean(1)
 
 
 def patch_pos_embed(model) -> torch.Tensor:
-    """(P, D) positional embeddings of the patch tokens (the class token's dropped when it has one)."""
+    """(P, D) positional embeddings of the patch tokens: with ``no_embed_class`` (DINOv2 registers, DeiT-3,
+    big_vision) pos_embed covers the patches only; otherwise its first ``num_prefix_tokens`` rows belong to the
+    prefix tokens and are dropped."""
+    if getattr(model, "pos_embed", None) is None:
+        raise UserError(f"{type(model).__name__} has no learned absolute position embeddings (pos_embed) to plot")
     pe = model.pos_embed[0]
-    return pe if getattr(model, "no_embed_class", False) else pe[model.num_prefix_tokens:]
+    if not getattr(model, "no_embed_class", False):
+        pe = pe[model.num_prefix_tokens:]
+    grid = patch_grid(model)
+    if pe.shape[0] != grid[0] * grid[1]:
+        raise UserError(f"pos_embed has {pe.shape[0]} patch rows, not one per patch of the {grid[0]}x{grid[1]} grid")
+    return pe
 
 
 @torch.no_grad()

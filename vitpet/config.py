@@ -47,6 +47,21 @@ class TrainConfig(RunOptions):
     output_dir: str = _f("runs/p1", "where logs, plots and checkpoints go", "runtime")
 
 
+def add_explained_model_args(parser) -> None:
+    """Which model the explanation tools (p1_visualize_pos.py, p1_visualize_attn.py, vitpet.pointing) explain;
+    ``vitpet.explain.load_explained_model`` takes these flags as they are."""
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", metavar="CKPT", help="a .safetensors checkpoint written by p1_train.py")
+    src.add_argument("--model", metavar="NAME", help="a timm ViT name (any family: patch 14/16, registers, no class token, CLIP, "
+                                     "DINOv2), with its pretrained weights from the hub or --pretrained-file")
+    parser.add_argument("--pretrained-file", default=None, metavar="FILE",
+                        help="with --model: a local timm weights file (.safetensors/.bin), loaded offline through "
+                             "timm's own file route; its head is kept")
+    parser.add_argument("--img-size", type=int, default=None, metavar="S",
+                        help="with --model: input size; timm resamples the position embeddings to the new grid "
+                             "(default: the model's own)")
+
+
 def reproduce_commands(train_config: dict, val_dir=None) -> tuple[str, str]:
     """(train, predict) shell commands for a checkpoint's run, as p1_publish.py and the report print them; the
     prediction runs on ``val_dir``, else the run's own val folder."""

@@ -1,32 +1,44 @@
-"""The two explanation pipelines behind p1_visualize_pos.py and p1_visualize_attn.py."""
+"""The two explanation pipelines behind p1_visualize_pos.py and p1_visualize_attn.py, and the model loader they share
+with ``python3 -m vitpet.pointing``."""
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from hw3io import UserError, atomic_save_npy, ensure_writable_dir, load_rgb, upsample
-from .attention import attention_maps, patch_grid, pos_embed_cosine
+from .attention import attention_maps, map_name, patch_grid, pos_embed_cosine
 from .data import build_view_transform
-from .model import build_model, load_checkpoint, resolve_model_data_config
+from .model import build_model, file_num_classes, load_checkpoint, resolve_model_data_config
 from . import plotting
 
 
-def load_explained_model(checkpoint=None, model_name=None, device="cpu"):
-    """A fine-tuned checkpoint, or a timm model with its pretrained weights. Returns (model, data_config)."""
+def load_explained_model(checkpoint=None, model_name=None, device="cpu", pretrained_file=None, img_size=None):
+    """A fine-tuned checkpoint, or a timm model with its pretrained weights: from the hub, or offline from
+    ``pretrained_file`` through timm's own file route, keeping the file's head and loading it strictly. With
+    ``img_size`` timm resamples the position embeddings. Returns (model, data_config)."""
+    if model_name is None and (pretrained_file is not None or img_size is not None):
+        raise UserError("--pretrained-file and --img-size go with --model NAME (a checkpoint rebuilds its own model)")
     if checkpoint is not None:
         model, config = load_checkpoint(checkpoint, device=device)
         return model, config["data_config"]
     if model_name is None:
         raise UserError("give --checkpoint CKPT or --model NAME")
-    model = build_model(model_name, pretrained=True).to(device).eval()
-    return model, resolve_model_data_config(model)
+    if pretrained_file is None:
+        model = build_model(model_name, pretrained=True, img_size=img_size)
+    else:
+        n = file_num_classes(model_name, pretrained_file)
+        model = build_model(model_name, num_classes=n, img_size=img_size, pretrained_file=pretrained_file,
+                            pretrained_cfg_overlay=dict(num_classes=n))
+    # the size goes in explicitly: a model created with img_size=S still carries its pretrained_cfg's input size
+    return model.to(device).eval(), resolve_model_data_config(model, img_size)
 
 
-def visualize_pos(output, checkpoint=None, model_name=None) -> np.ndarray:
-    """Write the G x G grid of cosine maps to ``output`` and the (P, P) matrix beside it (.npy)."""
+def visualize_pos(output, checkpoint=None, model_name=None, pretrained_file=None, img_size=None) -> np.ndarray:
+    """Write the gh x gw grid of cosine maps to ``output`` and the (P, P) matrix beside it (.npy); the grid is the
+    model's own (``patch_embed.grid_size``), so non-square and resampled grids plot as they are."""
     output = Path(output)
     ensure_writable_dir(output.parent)
-    model, _ = load_explained_model(checkpoint, model_name)
+    model, _ = load_explained_model(checkpoint, model_name, pretrained_file=pretrained_file, img_size=img_size)
     sim = pos_embed_cosine(model).cpu().numpy()
     grid = patch_grid(model)
     plotting.plot_pos_similarity(sim, grid, output,
@@ -44,8 +56,9 @@ def view_and_input(img, data_config):
 
 
 def visualize_attention(images, output_dir, checkpoint=None, model_name=None, layer=-1, heads=False,
-                        use_rollout=False, device="cpu") -> list[Path]:
-    """One PNG (+ raw map .npy) per image; returns the PNG paths."""
+                        use_rollout=False, device="cpu", pretrained_file=None, img_size=None) -> list[Path]:
+    """One PNG (+ raw map .npy, (gh, gw) or (heads, gh, gw)) per image; returns the PNG paths. The map is the CLS
+    row, or for a model without a class token the mean patch row (``attention.query_to_patches``)."""
     if heads and use_rollout:
         raise UserError("--heads and --rollout cannot be combined: rollout multiplies head-mean attention through "
                         "the layers, so it has no per-head maps (use --heads with --layer K instead)")
@@ -54,7 +67,7 @@ def visualize_attention(images, output_dir, checkpoint=None, model_name=None, la
     if missing:
         raise UserError(f"image(s) not found: {', '.join(missing)}")
     originals = [load_rgb(p) for p in images]  # every bad file fails here, before anything is written
-    model, data_config = load_explained_model(checkpoint, model_name, device)
+    model, data_config = load_explained_model(checkpoint, model_name, device, pretrained_file, img_size)
     depth = len(model.blocks)
     if not -depth <= layer < depth:
         raise UserError(f"--layer {layer} out of range for a {depth}-layer model (0..{depth - 1} or -1..-{depth})")
@@ -66,7 +79,7 @@ def visualize_attention(images, output_dir, checkpoint=None, model_name=None, la
         size = tuple(view.shape[-2:])
         view_np = view.permute(1, 2, 0).numpy()
         out = output_dir / f"{Path(path).stem}.png"
-        title = f"{Path(path).name}: CLS attention, {which}" + (", per head" if heads else ", head mean")
+        title = f"{Path(path).name}: {map_name(model)}, {which}" + (", per head" if heads else ", head mean")
         if heads:
             plotting.plot_head_maps(view_np, upsample(maps, size).numpy(), out, title)
         else:

@@ -37,8 +37,9 @@ def build_model(name: str = DEFAULT_MODEL, num_classes: int = NUM_CLASSES, img_s
     if pretrained_file is not None:
         if not Path(pretrained_file).is_file():
             raise UserError(f"pretrained weights file not found: {pretrained_file}")
-        # timm's own offline path: the file replaces the hub location, the head is re-initialised.
-        kwargs["pretrained_cfg_overlay"] = dict(file=str(pretrained_file))
+        # timm's own offline path: the file replaces the hub location; the head is re-initialised unless
+        # num_classes (and the overlay's) match the file's head (file_num_classes).
+        kwargs["pretrained_cfg_overlay"] = dict(kwargs.get("pretrained_cfg_overlay") or {}, file=str(pretrained_file))
         pretrained = True
     try:
         return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, **kwargs)
@@ -54,6 +55,31 @@ def build_model(name: str = DEFAULT_MODEL, num_classes: int = NUM_CLASSES, img_s
             raise
         raise UserError(f"could not load pretrained weights for {name} ({type(e).__name__}: {str(e)[:200]}); when "
                         "offline pass --pretrained-file PATH (a timm .safetensors/.bin) or --no-pretrained") from None
+
+
+def file_num_classes(name: str, pretrained_file) -> int:
+    """Rows of the classifier a timm weights file carries (0 without one). Building with this many classes keeps
+    the file's head and makes timm load it strictly: any other num_classes makes timm drop the head and load
+    non-strictly, so a file of the wrong model would leave random weights without a word."""
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+    except RuntimeError:
+        cfg = None
+    classifier = (cfg.classifier if cfg is not None and cfg.classifier else None) or "head"
+    key = (classifier if isinstance(classifier, str) else classifier[0]) + ".weight"
+    path = str(pretrained_file)
+    if not Path(path).is_file():
+        raise UserError(f"pretrained weights file not found: {path}")
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors import safe_open
+            with safe_open(path, "pt") as f:  # reads the header only
+                return f.get_slice(key).get_shape()[0] if key in f.keys() else 0
+        from timm.models import load_state_dict
+        state = load_state_dict(path)
+        return int(state[key].shape[0]) if key in state else 0
+    except Exception as e:  # noqa: BLE001 -- any unreadable file is one error line
+        raise UserError(f"cannot read pretrained weights file {path} ({type(e).__name__}: {str(e)[:200]})") from None
 
 
 def model_img_size(model) -> int:

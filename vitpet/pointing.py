@@ -1,15 +1,16 @@
 """The pointing game for Problem 1: does the CLS attention's maximum land on the object?
 
-``python3 -m vitpet.pointing --checkpoint CKPT --images DIR --boxes BOXES`` scores last-layer head-mean CLS attention
-and attention rollout against two baselines (the image centre, a uniformly random point), three ways
-(``hw3io.pointing``): strict (the peak inside the box), TorchRay's tolerance (the peak within 15 px of the box, hit
-rate per pet class, the label of ``26_5064.jpg`` being 26, then averaged over the classes) and mass in box (the
-share of the map inside it). As TorchRay plays it, everything is measured on the original image (as displayed,
-after its EXIF orientation, as ``hw3io.load_rgb`` gives it), so the 15 px are original-image pixels: each map,
-which covers the model's view (eval resize + centre crop), is upsampled onto the part of the original that the
-view shows (``view_region``, the inverse of ``view_geometry``) and is zero elsewhere. The boxes (``{file name:
-[x, y, w, h]}`` in the image's stored pixels, as ``synth.pets`` writes them) are turned by its EXIF orientation
-like its pixels (``hw3io.targets``).
+``python3 -m vitpet.pointing --checkpoint CKPT --images DIR --boxes BOXES`` (or ``--model NAME [--pretrained-file
+FILE] [--img-size S]`` for a timm ViT) scores last-layer head-mean CLS attention (for a model without a class token:
+the mean patch query's, see ``attention.query_to_patches``) and attention rollout against two baselines (the image
+centre, a uniformly random point), three ways (``hw3io.pointing``): strict (the peak inside the box), TorchRay's
+tolerance (the peak within 15 px of the box, hit rate per pet class, the label of ``26_5064.jpg`` being 26, then
+averaged over the classes) and mass in box (the share of the map inside it). As TorchRay plays it, everything is
+measured on the original image (as displayed, after its EXIF orientation, as ``hw3io.load_rgb`` gives it), so the
+15 px are original-image pixels: each map, which covers the model's view (eval resize + centre crop), is upsampled
+onto the part of the original that the view shows (``view_region``, the inverse of ``view_geometry``) and is zero
+elsewhere. The boxes (``{file name: [x, y, w, h]}`` in the image's stored pixels, as ``synth.pets`` writes them)
+are turned by its EXIF orientation like its pixels (``hw3io.targets``).
 """
 import argparse
 import sys
@@ -20,9 +21,10 @@ import torch
 from hw3io import UserError, list_images, load_rgb, place, read_json, run_cli
 from hw3io.pointing import legend, score, table
 from hw3io.targets import target_mask
-from .attention import capture_attention, cls_to_patches, patch_grid, rollout, to_grid
+from .attention import capture_attention, has_class_token, patch_grid, query_to_patches, rollout, to_grid
 from .data import build_view_transform, has_labels, parse_label
-from .explain import view_and_input
+from .config import add_explained_model_args
+from .explain import load_explained_model, view_and_input
 
 
 # Transforms of the eval pipeline that leave pixel positions where they are.
@@ -98,15 +100,15 @@ def pet_classes(images) -> list:
 
 @torch.no_grad()
 def pointing_game(model, data_config: dict, images, boxes: dict, device="cpu", batch_size: int = 32) -> dict:
-    """Scores (``hw3io.pointing.score``) of last-layer head-mean CLS attention and rollout, with the centre and
-    random baselines, on the original images."""
-    npt, grid = model.num_prefix_tokens, patch_grid(model)
+    """Scores (``hw3io.pointing.score``) of last-layer head-mean CLS attention (mean patch query without a class
+    token) and rollout, with the centre and random baselines, on the original images."""
+    npt, cls, grid = model.num_prefix_tokens, has_class_token(model), patch_grid(model)
     grids = {"last layer (head mean)": [], "rollout": []}
     for i in range(0, len(images), batch_size):
         inputs = [view_and_input(load_rgb(p), data_config)[1] for p in images[i:i + batch_size]]  # as the figures
         attns = capture_attention(model, torch.stack(inputs).to(device))  # every layer, one forward pass
-        grids["last layer (head mean)"] += list(to_grid(cls_to_patches(attns[-1], npt).mean(1), grid).cpu())
-        grids["rollout"] += list(to_grid(rollout(attns, npt), grid).cpu())
+        grids["last layer (head mean)"] += list(to_grid(query_to_patches(attns[-1], npt, cls).mean(1), grid).cpu())
+        grids["rollout"] += list(to_grid(rollout(attns, npt, cls), grid).cpu())
     return score_maps(grids, data_config, images, boxes)
 
 
@@ -140,22 +142,21 @@ def read_boxes(path) -> dict:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint written by p1_train.py")
+    add_explained_model_args(p)
     p.add_argument("--images", required=True, help="folder of images")
     p.add_argument("--boxes", default=None, help="JSON {file name: [x, y, w, h]} in the images' stored pixels "
                    "(default: IMAGES/boxes.json)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cuda or cpu")
     a = p.parse_args(argv)
     from hw3io import pick_device
-    from .model import load_checkpoint
     boxes_path = Path(a.boxes or Path(a.images) / "boxes.json")
     boxes = read_boxes(boxes_path)
     images = [p for p in list_images(a.images) if p.name in boxes]
     if not images:
         raise UserError(f"no image of {a.images} has a box in {boxes_path}")
     device = pick_device(a.device)
-    model, config = load_checkpoint(a.checkpoint, device=device)
-    results = pointing_game(model, config["data_config"], images, boxes, device)
+    model, data_config = load_explained_model(a.checkpoint, a.model, device, a.pretrained_file, a.img_size)
+    results = pointing_game(model, data_config, images, boxes, device)
     print(format_table(results))
     print(legend(next(iter(results.values()))))
 
