@@ -1,8 +1,8 @@
 """Generated pet-like folders for the demo and the tests.
 
 Each of the 37 classes is one coloured shape (4 shapes x 10 colours, the first 37 pairs) drawn at a random
-position and scale on a cluttered grey background, so the class lives only in the object: a correct
-attention map has to land on it. Files follow the real naming, ``{label}_{image_id}.jpg``.
+off-centre position and scale on a cluttered grey background beside grey distractor shapes, so the class lives
+only in the object: a correct attention map has to land on it, and the image centre does not. Files follow the real naming, ``{label}_{image_id}.jpg``.
 """
 import json
 import random
@@ -20,8 +20,16 @@ def draw_object(draw: ImageDraw.ImageDraw, label: int, box: tuple[int, int, int,
     draw_shape(draw, *CLASSES[label], box)
 
 
+def _overlaps(a, b, gap=2) -> bool:
+    return a[0] < b[2] + gap and b[0] < a[2] + gap and a[1] < b[3] + gap and b[1] < a[3] + gap
+
+
 def make_image(label: int, rng: random.Random, size=(96, 80)) -> tuple[Image.Image, tuple[int, int, int, int]]:
-    """One cluttered image of class ``label``; also returns the object's box."""
+    """One cluttered image of class ``label``; also returns the object's box.
+
+    The object is a pointing target that a map has to find: several sizes (a quarter to a half of the shorter
+    side), never over the image centre (so the centre baseline of the pointing game scores 0 strict) and inside
+    the centred square that an eval centre crop keeps, beside two grey shapes that carry no class information."""
     w, h = size
     img = Image.new("RGB", size, tuple([rng.randint(90, 160)] * 3))
     draw = ImageDraw.Draw(img)
@@ -33,9 +41,24 @@ def make_image(label: int, rng: random.Random, size=(96, 80)) -> tuple[Image.Ima
         else:
             s = rng.randint(3, 10)
             draw.ellipse((x - s, y - s, x + s, y + s), fill=(g, g, g))
-    side = int(min(w, h) * rng.uniform(0.4, 0.65))
-    x0, y0 = rng.randint(0, w - side), rng.randint(0, h - side)
-    box = (x0, y0, x0 + side, y0 + side)
+    square = min(w, h)
+    left, top = (w - square) // 2, (h - square) // 2  # the centred square a centre crop keeps
+    while True:
+        side = int(square * rng.uniform(0.25, 0.5))
+        x0, y0 = left + rng.randint(0, square - side), top + rng.randint(0, square - side)
+        box = (x0, y0, x0 + side, y0 + side)
+        if not (x0 <= w / 2 <= x0 + side and y0 <= h / 2 <= y0 + side):
+            break
+    placed = [box]
+    for _ in range(2):  # distractors: grey shapes the size of objects, away from the object
+        for _ in range(20):
+            d = int(square * rng.uniform(0.2, 0.4))
+            dx, dy = rng.randint(0, w - d), rng.randint(0, h - d)
+            if not any(_overlaps((dx, dy, dx + d, dy + d), b) for b in placed):
+                g = rng.choice((rng.randint(30, 80), rng.randint(170, 230)))
+                draw_shape(draw, rng.choice(SHAPES), (g, g, g), (dx, dy, dx + d, dy + d))
+                placed.append((dx, dy, dx + d, dy + d))
+                break
     draw_object(draw, label, box)
     return img, box
 
