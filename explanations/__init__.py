@@ -3,14 +3,17 @@
 Everything here is model-agnostic: a model enters only as a function of a batch of normalised images, ``score_fn``
 (scores, for building maps) or ``prob_fn`` (probabilities, for judging them), returning (B, K) for K decisions (a
 class; a caption's tokens). ``perturbation`` builds black-box maps (RISE, occlusion) and pools pixel maps onto a
-token grid (``to_grid``) so they sit beside attention maps; tests of their faithfulness follow. The pointing game's
-scoring will move here from ``hw3io/pointing.py``. Names are imported lazily, as in ``hw3io``.
+token grid (``to_grid``) so they sit beside attention maps; ``faithfulness`` scores any map by deletion and
+insertion against a random ranking. The pointing game's scoring will move here from ``hw3io/pointing.py``. Names
+are imported lazily, as in ``hw3io``.
 """
 from hw3io import lazy_getattr
 
 _WHERE = {
     "rise": "perturbation", "rise_masks": "perturbation", "RiseMaps": "perturbation",
     "occlusion": "perturbation", "to_grid": "perturbation",
+    "deletion_insertion": "faithfulness", "random_baseline_areas": "faithfulness", "blur": "faithfulness",
+    "pixel_ranks": "faithfulness",
 }
 
 __all__ = sorted(_WHERE)

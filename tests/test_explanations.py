@@ -1,10 +1,12 @@
 """explanations/: RISE and occlusion find a planted region (RISE's centred estimator without the published one's
-coverage pattern), and to_grid pools by exact area."""
+coverage pattern), to_grid pools by exact area, and deletion/insertion rank planted maps above random and inverted
+ones (one area by hand)."""
 import numpy as np
 import pytest
 import torch
+from torchvision.transforms.functional import gaussian_blur
 
-from explanations import occlusion, rise, rise_masks, to_grid
+from explanations import deletion_insertion, occlusion, random_baseline_areas, rise, rise_masks, to_grid
 
 SIZE = 32
 
@@ -127,3 +129,64 @@ def test_to_grid_is_the_exact_area_average():
     torch.testing.assert_close(to_grid(nine, (2, 2)), by_hand)
     valid = torch.tensor([[True, True, False], [True, True, False], [True, True, False]])
     torch.testing.assert_close(to_grid(nine, (1, 1), valid=valid), torch.tensor([[[3.5]]], dtype=torch.float64))
+
+
+# --- deletion and insertion ---------------------------------------------------------------------------------------
+
+def intact_fraction(regions):
+    """prob_fn of a planted model: for each region, the share of its pixels still at the original value 1."""
+    return lambda images: region_mean(images, regions).clamp(0, 1)
+
+
+def test_deletion_and_insertion_by_hand_on_a_2x2_image_with_a_tie():
+    image = torch.ones(1, 2, 2)
+    region = torch.tensor([[False, True], [True, False]])
+    # (0, 0) and (0, 1) tie at the top: row-major puts (0, 0) first, then (0, 1), (1, 0), (1, 1).
+    result = deletion_insertion(intact_fraction([region]), image, torch.tensor([[[1.0, 1.0], [0.0, 0.0]]]),
+                                steps=4, blurred=torch.zeros(1, 2, 2))
+    np.testing.assert_allclose(result["fractions"], [0, .25, .5, .75, 1])
+    np.testing.assert_allclose(result["deletion"], [[1, 1, .5, 0, 0]])
+    np.testing.assert_allclose(result["insertion"], [[0, 0, .5, 1, 1]])
+    # trapezoids of width 1/4: (1+1)/2 + (1+.5)/2 + (.5+0)/2 + 0 = 2, and (0+0)/2 + (0+.5)/2 + (.5+1)/2 + 1 = 2
+    np.testing.assert_allclose(result["deletion_auc"], [2 / 4])
+    np.testing.assert_allclose(result["insertion_auc"], [2 / 4])
+
+
+def test_planted_maps_beat_random_and_inverted_rankings_for_each_decision():
+    image = torch.ones(3, SIZE, SIZE)
+    regions = [REGION, square(20, 28, 16, 30)]  # decision k depends on region k only
+    prob_fn = intact_fraction(regions)
+    kwargs = dict(steps=16, blurred=torch.zeros(3, SIZE, SIZE), batch=20)
+    planted = deletion_insertion(prob_fn, image, torch.stack(regions).double(), **kwargs)
+    inverted = deletion_insertion(prob_fn, image, (~torch.stack(regions)).double(), **kwargs)
+    swapped = deletion_insertion(prob_fn, image, torch.stack(regions[::-1]).double(), **kwargs)
+    chance = random_baseline_areas(prob_fn, image, repeats=2, seed=0, **kwargs)
+    for k in range(2):
+        assert planted["deletion_auc"][k] < chance["deletion_auc"][k] < inverted["deletion_auc"][k]
+        assert planted["insertion_auc"][k] > chance["insertion_auc"][k] > inverted["insertion_auc"][k]
+        assert planted["deletion_auc"][k] < swapped["deletion_auc"][k]  # each decision uses its own ranking
+        assert chance["deletion_auc"][k] == pytest.approx(0.5, abs=0.1)
+    assert planted["deletion"].shape == (2, 17) and planted["deletion_auc"][0] < 0.05
+    # A grid map (the layout of attention) is upsampled and gives the same verdict.
+    grid = to_grid(torch.stack(regions).double(), (8, 8))
+    assert (deletion_insertion(prob_fn, image, grid, **kwargs)["deletion_auc"] < chance["deletion_auc"]).all()
+
+
+def test_insertion_starts_from_the_documented_blur_by_default():
+    image = torch.rand(3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
+    prob_fn = intact_fraction([REGION])
+    result = deletion_insertion(prob_fn, image, REGION[None].double(), steps=2)
+    blurred = gaussian_blur(image, [11, 11], [5.0, 5.0])
+    assert result["insertion"][0, 0] == pytest.approx(float(prob_fn(blurred[None])[0, 0]), abs=1e-6)
+    assert result["insertion"][0, 0] != pytest.approx(float(prob_fn(image[None])[0, 0]), abs=1e-3)
+
+
+def test_deletion_and_insertion_never_touch_padding_and_step_over_valid_pixels_only():
+    image = torch.rand(3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    seen = []
+    result = deletion_insertion(recording(seen), image, torch.rand(1, SIZE, SIZE), steps=4, baseline=-1.0,
+                                blurred=torch.zeros(3, SIZE, SIZE), valid=PADDED)
+    assert_padding_untouched(seen, image)
+    # the last deletion step has removed every valid pixel, REGION's included: its mean is the baseline's
+    assert result["deletion"][0, -1] == pytest.approx(-1.0)
+    np.testing.assert_allclose(result["fractions"], [0, .25, .5, .75, 1])
