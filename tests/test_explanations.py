@@ -1,12 +1,18 @@
 """explanations/: RISE and occlusion find a planted region (RISE's centred estimator without the published one's
-coverage pattern), to_grid pools by exact area, and deletion/insertion rank planted maps above random and inverted
-ones (one area by hand)."""
+coverage pattern), to_grid pools by exact area, deletion/insertion rank planted maps above random and inverted ones
+(one area by hand), and the randomisation check tells an edge map from a model's gradient."""
+import sys
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
-from explanations import deletion_insertion, occlusion, random_baseline_areas, rise, rise_masks, to_grid
+from explanations import (deletion_insertion, occlusion, random_baseline_areas, randomized_copy, rank_correlation,
+                          rise, rise_masks, to_grid)
+from hw3io.errors import UserError
 
 SIZE = 32
 
@@ -190,3 +196,57 @@ def test_deletion_and_insertion_never_touch_padding_and_step_over_valid_pixels_o
     # the last deletion step has removed every valid pixel, REGION's included: its mean is the baseline's
     assert result["deletion"][0, -1] == pytest.approx(-1.0)
     np.testing.assert_allclose(result["fractions"], [0, .25, .5, .75, 1])
+
+
+# --- model randomisation ------------------------------------------------------------------------------------------
+
+def tiny_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 1))
+
+
+def smooth_images() -> torch.Tensor:
+    return F.avg_pool2d(torch.rand(4, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1)), 3, 1, 1)
+
+
+def gradient_map(model, images):
+    """(N, H, W): d output / d input, summed over channels; it depends on the weights."""
+    x = images.clone().requires_grad_(True)
+    model(x).sum().backward()
+    return x.grad.sum(1)
+
+
+def edge_map(model, images):
+    """(N, H, W): Sobel magnitude of the grey image; ``model`` is ignored, as an image-only map ignores it."""
+    grey = images.mean(1, keepdim=True)
+    kx = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])
+    gx, gy = F.conv2d(grey, kx[None, None], padding=1), F.conv2d(grey, kx.T[None, None], padding=1)
+    return (gx ** 2 + gy ** 2).sqrt()[:, 0]
+
+
+def test_randomisation_check_catches_a_map_that_ignores_the_model():
+    model, images = tiny_cnn(), smooth_images()
+    randomized = randomized_copy(model, seed=1)
+    assert rank_correlation(edge_map(model, images), edge_map(randomized, images)) > 0.99
+    assert abs(rank_correlation(gradient_map(model, images), gradient_map(randomized, images))) < 0.3
+
+
+def test_randomized_copy_redraws_every_parameter_reproducibly_and_leaves_the_model():
+    model = tiny_cnn()
+    model.token = nn.Parameter(torch.zeros(1, 4))  # no reset_parameters covers it: drawn from a normal
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    rng_state = torch.random.get_rng_state()
+    first, again = randomized_copy(model, seed=5), randomized_copy(model, seed=5)
+    assert torch.equal(torch.random.get_rng_state(), rng_state)
+    for name, parameter in model.named_parameters():
+        assert torch.equal(parameter, before[name])
+        assert not torch.equal(dict(first.named_parameters())[name], parameter), name
+        assert torch.equal(dict(first.named_parameters())[name], dict(again.named_parameters())[name])
+    assert 0.005 < first.token.std() < 0.05
+
+
+def test_rank_correlation_without_scipy_is_one_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "scipy.stats", None)
+    with pytest.raises(UserError, match="scipy"):
+        rank_correlation(torch.rand(2, 4), torch.rand(2, 4))
