@@ -5,7 +5,7 @@
 word that names an object of its image, as TorchRay plays the pointing game: on the original image (as displayed,
 after its EXIF orientation, as ``hw3io.load_rgb`` gives it), the word's map upsampled onto it (the model sees the
 whole image, resized, unpadded: ``catr.preprocess``), so the 15 px are original-image pixels. Three ways
-(``hw3io.pointing``): strict (the peak on the object), TorchRay's tolerance (the peak within 15 px of it, hit rate
+(``explanations.pointing``): strict (the peak on the object), TorchRay's tolerance (the peak within 15 px of it, hit rate
 per class, then averaged over the classes) and mass in box (the share of the map on the object; Liu et al. 2017).
 Two baselines: the image centre and a uniformly random point (expected; for mass in box a uniform map, the
 object's area share).
@@ -26,7 +26,7 @@ What names what:
   file), over the built-in table.
 
 Boxes and segmentations refer to each image's stored pixels, as COCO's do, and are turned by its EXIF orientation
-like its pixels (``hw3io.targets``).
+like its pixels (``explanations.targets``).
 
 A word split into word pieces, or a two-word name, is scored on the mean of its pieces' maps. ``--checkpoint CKPT
 --vocab VOCAB`` adds one row per decoder layer (the model is re-run on the folder's source images), ``--per-head``
@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from hw3io import UserError, read_json, run_cli
-from hw3io.targets import coco_shape
+from explanations.targets import coco_shape
 
 # A short table of the words captions use for COCO's categories, beyond each name and its plural. Two-word
 # categories get the single words that name nothing else.
@@ -61,7 +61,7 @@ COCO_SYNONYMS = {
 @dataclass
 class Annotations:
     """``scenes``: file name -> {class: [shape, ...]} (a box [x, y, w, h] or a checked COCO annotation, on the
-    image's stored pixels: ``hw3io.targets``); ``names``: words (a tuple) -> the class they name."""
+    image's stored pixels: ``explanations.targets``); ``names``: words (a tuple) -> the class they name."""
     scenes: dict
     names: dict
     source: str  # "objects file" or "instances file", for error messages
@@ -208,8 +208,8 @@ def score_items(items, ann: Annotations, masks: dict | None = None) -> dict:
     """Pointing-game scores over the folder's own maps, on each original image. ``items``: dicts with tokens, maps,
     image, name. ``masks``: a cache of target masks by (image, class), shared by the callers that score the same
     images again (every decoder layer)."""
-    from hw3io.pointing import score
-    from hw3io.targets import target_mask
+    from explanations.pointing import score
+    from explanations.targets import target_mask
     masks = {} if masks is None else masks
     heats, objects, classes, absent = [], [], [], 0
     for it in items:
@@ -288,7 +288,7 @@ def caption_scores(items, references: dict, objects: dict | None = None) -> dict
 
 
 def format_table(rows: dict, baseline: dict) -> str:
-    from hw3io.pointing import table
+    from explanations.pointing import table
     return table(rows, baseline, "object words")
 
 
@@ -328,7 +328,7 @@ def main(argv=None):
     p.add_argument("--device", default="auto", help="device for --checkpoint: auto (cuda if available), cuda or cpu")
     a = p.parse_args(argv)
     from hw3io import pick_device
-    from hw3io.pointing import legend
+    from explanations.pointing import legend
     ann = read_annotations(a)
     device = pick_device(a.device) if a.checkpoint else None
     items = read_folder(a.folder)

@@ -5,8 +5,9 @@ Everything here is model-agnostic: a model enters only as a function of a batch 
 class; a caption's tokens). ``perturbation`` builds black-box maps (RISE, occlusion) and pools pixel maps onto a
 token grid (``to_grid``) so they sit beside attention maps; ``faithfulness`` scores any map by deletion and
 insertion against a random ranking; ``sanity`` holds the model randomisation check (rank correlation of maps from
-the trained and a re-initialised model). The pointing game's scoring will move here from ``hw3io/pointing.py``.
-Names are imported lazily, as in ``hw3io``.
+the trained and a re-initialised model); ``pointing`` plays the pointing game (strict, TorchRay's tolerance, mass
+in box) on targets that ``targets`` builds (boxes, COCO masks, EXIF-turned). Names are imported lazily, as in
+``hw3io``.
 """
 from hw3io import lazy_getattr
 

@@ -1,4 +1,4 @@
-"""The pointing game: hw3io.pointing's scoring (strict, TorchRay's tolerance, mass in box), hw3io.targets' masks
+"""The pointing game: explanations.pointing's scoring (strict, TorchRay's tolerance, mass in box), explanations.targets' masks
 on the original image as displayed (EXIF orientation) and vitpet.pointing's placement of the view's maps on the
 original image."""
 import json
@@ -11,8 +11,8 @@ from PIL import Image, ImageDraw
 
 from helpers import assert_one_line_error, run
 from hw3io import load_rgb
-from hw3io.pointing import box_fraction, box_mask, near, peak, play, score
-from hw3io.targets import target_mask
+from explanations.pointing import box_fraction, box_mask, near, peak, play, score
+from explanations.targets import target_mask
 from vitpet.data import build_view_transform
 from vitpet.model import build_model, resolve_model_data_config
 from vitpet.pointing import place_on_original, score_maps, view_geometry, view_region

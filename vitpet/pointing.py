@@ -3,14 +3,14 @@
 ``python3 -m vitpet.pointing --checkpoint CKPT --images DIR --boxes BOXES`` (or ``--model NAME [--pretrained-file
 FILE] [--img-size S]`` for a timm ViT) scores last-layer head-mean CLS attention (for a model without a class token:
 the mean patch query's, see ``attention.query_to_patches``) and attention rollout against two baselines (the image
-centre, a uniformly random point), three ways (``hw3io.pointing``): strict (the peak inside the box), TorchRay's
+centre, a uniformly random point), three ways (``explanations.pointing``): strict (the peak inside the box), TorchRay's
 tolerance (the peak within 15 px of the box, hit rate per pet class, the label of ``26_5064.jpg`` being 26, then
 averaged over the classes) and mass in box (the share of the map inside it). As TorchRay plays it, everything is
 measured on the original image (as displayed, after its EXIF orientation, as ``hw3io.load_rgb`` gives it), so the
 15 px are original-image pixels: each map, which covers the model's view (eval resize + centre crop), is upsampled
 onto the part of the original that the view shows (``view_region``, the inverse of ``view_geometry``) and is zero
 elsewhere. The boxes (``{file name: [x, y, w, h]}`` in the image's stored pixels, as ``synth.pets`` writes them)
-are turned by its EXIF orientation like its pixels (``hw3io.targets``).
+are turned by its EXIF orientation like its pixels (``explanations.targets``).
 """
 import argparse
 import sys
@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from hw3io import UserError, list_images, load_rgb, place, read_json, run_cli
-from hw3io.pointing import legend, score, table
-from hw3io.targets import target_mask
+from explanations.pointing import legend, score, table
+from explanations.targets import target_mask
 from .attention import capture_attention, has_class_token, patch_grid, query_to_patches, rollout, to_grid
 from .data import build_view_transform, has_labels, parse_label
 from .config import add_explained_model_args
@@ -100,7 +100,7 @@ def pet_classes(images) -> list:
 
 @torch.no_grad()
 def pointing_game(model, data_config: dict, images, boxes: dict, device="cpu", batch_size: int = 32) -> dict:
-    """Scores (``hw3io.pointing.score``) of last-layer head-mean CLS attention (mean patch query without a class
+    """Scores (``explanations.pointing.score``) of last-layer head-mean CLS attention (mean patch query without a class
     token) and rollout, with the centre and random baselines, on the original images."""
     npt, cls, grid = model.num_prefix_tokens, has_class_token(model), patch_grid(model)
     grids = {"last layer (head mean)": [], "rollout": []}

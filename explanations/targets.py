@@ -13,7 +13,7 @@ than the image's own is refused in one line (it was made on another image, or on
 A shape is a box [x, y, w, h], or a COCO annotation ``coco_shape`` checked: its segmentation is polygons
 ([[x0, y0, x1, y1, ...], ...]), an uncompressed RLE ({"counts": [...], "size": [h, w]}, COCO's iscrowd form) or a
 compressed RLE (counts a string), decoded by ``pycocotools.mask``; without one (missing or empty) its bbox stands
-in. Boxes are rasterised by ``hw3io.pointing.box_mask``'s pixel-centre rule. A target of several shapes (every
+in. Boxes are rasterised by ``explanations.pointing.box_mask``'s pixel-centre rule. A target of several shapes (every
 instance of a category in an image) is their union.
 """
 import warnings
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
-from .images import orient, stored_frame
+from hw3io.errors import UserError
+from hw3io.images import orient, stored_frame
 from .pointing import box_mask
 
 

@@ -13,7 +13,7 @@ target there, so the 15 px are original-image pixels, whatever size the model sa
 - attention correctness (Liu et al. 2017): the share of the map's mass inside the object, the map normalised to
   sum 1 over the frame; a uniform map's share, the object's area share, is its baseline.
 
-A target is an (H, W) boolean mask of the object (TorchRay's form; ``hw3io.targets`` builds them from boxes and
+A target is an (H, W) boolean mask of the object (TorchRay's form; ``explanations.targets`` builds them from boxes and
 COCO segmentations), a box (x0, y0, x1, y1) or a list of boxes: a box's object is the frame's pixels whose centres
 it holds (edges included), several boxes their union (every instance of a COCO category: a hit in any of them).
 Shared by both problems.
@@ -160,7 +160,7 @@ def table(rows: dict, baseline: dict, unit: str) -> str:
     """One Markdown table: a row per map (``rows``: name -> ``score``), then the image centre and random point
     baselines from ``baseline`` (a ``score`` over the same targets). A random point's mass in box is a uniform
     map's: the object's area share. A point at the centre has no mass to spread: '-'."""
-    from .tables import markdown_table
+    from hw3io.tables import markdown_table
     f = "{:.3f}".format
     body = [(name, f(s["maps"]), f(s["tolerance"]), f(s["mass"]), s["count"]) for name, s in rows.items()]
     b = baseline
