@@ -1,8 +1,11 @@
+import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
 from vitpet import outliers as O
+from vitpet import plotting
 from vitpet.attention import capture_attention, patch_grid
 from vitpet.model import build_model
 
@@ -150,3 +153,20 @@ def test_peak_on_high_norm():
     with pytest.raises(ValueError):
         O.peak_on_high_norm(peaked, flags[:4])
 
+
+def test_mark_patches_outlines_each_flagged_patch():
+    flags = np.zeros((4, 6), dtype=bool)
+    flags[1, 4] = flags[3, 0] = True
+    fig, ax = plt.subplots()
+    try:
+        ax.imshow(np.zeros((32, 48, 3)))
+        assert plotting.mark_patches(ax, flags, (32, 48)) == 2
+        assert len(ax.patches) == 2
+        boxes = sorted((p.get_x(), p.get_y(), p.get_width(), p.get_height()) for p in ax.patches)
+        # patch (row 3, col 0) and (row 1, col 4) of 8x8 pixels, pixel edges at -0.5
+        assert boxes == [(-0.5, 23.5, 8.0, 8.0), (31.5, 7.5, 8.0, 8.0)]
+        assert not any(p.get_fill() for p in ax.patches)
+        assert plotting.mark_patches(ax, np.zeros((4, 6), bool), (32, 48)) == 0
+        assert len(ax.patches) == 2
+    finally:
+        plt.close(fig)

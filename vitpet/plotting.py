@@ -102,3 +102,17 @@ def plot_head_maps(view: np.ndarray, heatmaps: np.ndarray, path, title=""):
             ax.set_title("mean" if i == n - 1 else f"head {i}", fontsize=8)
     fig.suptitle(title, fontsize=10)
     save_figure(fig, path)
+
+
+def mark_patches(ax, flags: np.ndarray, view_size: tuple[int, int], color="white", linewidth=0.8) -> int:
+    """Outline the flagged patches (``flags``: (gh, gw) bool) on an axis showing an H x W image (``view_size``),
+    e.g. the high-norm patches of ``vitpet.outliers``. Returns how many rectangles were drawn."""
+    from matplotlib.patches import Rectangle
+    flags = np.asarray(flags, dtype=bool)
+    (gh, gw), (H, W) = flags.shape, view_size
+    ph, pw = H / gh, W / gw
+    for r, c in zip(*np.nonzero(flags)):
+        # imshow puts pixel centres on integers, so pixel edges (and patch edges) sit at -0.5
+        ax.add_patch(Rectangle((c * pw - 0.5, r * ph - 0.5), pw, ph, fill=False, edgecolor=color,
+                               linewidth=linewidth))
+    return int(flags.sum())
