@@ -17,7 +17,15 @@ def get_args_parser():
     p.add_argument("--output-dir", default="attn", help="one <stem>.png and <stem>.npy per image")
     p.add_argument("--layer", type=int, default=-1, help="block index, 0-based; negative counts from the end")
     p.add_argument("--heads", action="store_true", help="one map per head plus the mean")
-    p.add_argument("--rollout", action="store_true", help="attention rollout over all layers")
+    p.add_argument("--method", default="attention", choices=("attention", "rollout", "relevance", "rise", "occlusion"),
+                   help="attention (default: the homework's map, CLS attention of --layer), rollout (attention "
+                        "rollout over all layers), or a map of the predicted class's log-probability: relevance "
+                        "(Chefer et al. 2021, gradient-weighted attention), rise (random masks) or occlusion (one "
+                        "patch at a time); the same PNG and .npy layout for each")
+    p.add_argument("--rollout", action="store_true", help="the same as --method rollout")
+    p.add_argument("--masks", type=int, default=1000, help="rise: number of random masks (default: 1000)")
+    p.add_argument("--cells", type=int, default=8, help="rise: masks of CELLS x CELLS cells (default: 8)")
+    p.add_argument("--seed", type=int, default=0, help="rise: the masks' seed, written in the figure (default: 0)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cuda or cpu")
     return p
 
@@ -29,7 +37,8 @@ def main(argv=None):
     for path in visualize_attention(a.images, a.output_dir, checkpoint=a.checkpoint, model_name=a.model,
                                     layer=a.layer, heads=a.heads, use_rollout=a.rollout,
                                     device=pick_device(a.device), pretrained_file=a.pretrained_file,
-                                    img_size=a.img_size):
+                                    img_size=a.img_size, method=a.method, masks=a.masks, cells=a.cells,
+                                    seed=a.seed):
         print(path)
 
 

@@ -156,24 +156,43 @@ def score(heats, targets, classes=None, tolerance: float = TOLERANCE) -> dict:
                 per_class={c: sum(v) / len(v) for c, v in per_class.items()})
 
 
+FAITHFULNESS = ("deletion", "insertion", "randomisation")
+
+
 def table(rows: dict, baseline: dict, unit: str) -> str:
     """One Markdown table: a row per map (``rows``: name -> ``score``), then the image centre and random point
     baselines from ``baseline`` (a ``score`` over the same targets). A random point's mass in box is a uniform
-    map's: the object's area share. A point at the centre has no mass to spread: '-'."""
+    map's: the object's area share. A point at the centre has no mass to spread: '-'. Rows that carry the
+    faithfulness numbers (``deletion``, ``insertion`` areas; ``randomisation``, the rank correlation with a
+    randomised model's maps) get three more columns, the random row a random ranking's areas (``random_deletion``,
+    ``random_insertion`` of ``baseline``)."""
     from hw3io.tables import markdown_table
     f = "{:.3f}".format
-    body = [(name, f(s["maps"]), f(s["tolerance"]), f(s["mass"]), s["count"]) for name, s in rows.items()]
+    extra = any("deletion" in s_ for s_ in rows.values())
+    body = [(name, f(s_["maps"]), f(s_["tolerance"]), f(s_["mass"]),
+             *([f(s_[k]) if k in s_ else "-" for k in FAITHFULNESS] if extra else []), s_["count"])
+            for name, s_ in rows.items()]
     b = baseline
-    body += [("image centre (baseline)", f(b["centre"]), f(b["centre_tolerance"]), "-", b["count"]),
+    body += [("image centre (baseline)", f(b["centre"]), f(b["centre_tolerance"]), "-", *(["-"] * 3 if extra else []),
+              b["count"]),
              ("random point (baseline, expected)", f(b["random"]), f(b["random_tolerance"]), f(b["uniform_mass"]),
-              b["count"])]
+              *([f(b["random_deletion"]), f(b["random_insertion"]), "-"] if extra else []), b["count"])]
     tol = b.get("tolerance_px", TOLERANCE)
-    return markdown_table(("map", "strict", f"tolerance ({tol} px, class mean)", "mass in box", unit), body, "lrrrr")
+    head = ("map", "strict", f"tolerance ({tol} px, class mean)", "mass in box",
+            *(("deletion (lower: better)", "insertion (higher: better)", "randomisation (rank corr.)") if extra
+              else ()), unit)
+    return markdown_table(head, body, "l" + "r" * (len(head) - 1))
 
 
 def legend(baseline: dict) -> str:
     """What the table's columns mean, in one line under it."""
-    return (f"strict: the map's peak inside the object; tolerance: the peak within {baseline.get('tolerance_px')} px "
+    text = (f"strict: the map's peak inside the object; tolerance: the peak within {baseline.get('tolerance_px')} px "
             "of it, pixels of the original image (TorchRay's pointing game), hit rate per class averaged over "
             f"{baseline['classes']} class(es); mass in box: the share of the map inside the object (Liu et al. 2017), "
             "a uniform map's for the random row")
+    if "random_deletion" in baseline:
+        text += ("; deletion / insertion: area under the explained decision's probability as pixels are removed "
+                 "from / restored into a blurred image in the map's order (Petsiuk et al. 2018), a random order's "
+                 "for the random row; randomisation: Spearman rank correlation with the same method's maps from a "
+                 "model with randomised weights (Adebayo et al. 2018; near 1: the map ignores the model)")
+    return text

@@ -5,11 +5,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hw3io import UserError, atomic_save_npy, ensure_writable_dir, load_rgb, upsample
+from hw3io import UserError, atomic_save_npy, ensure_writable_dir, load_rgb, progress, upsample
 from .attention import attention_maps, map_name, patch_grid, pos_embed_cosine
 from .data import build_view_transform
 from .model import build_model, file_num_classes, load_checkpoint, resolve_model_data_config
-from . import plotting
+from . import outliers, plotting
 
 
 def load_explained_model(checkpoint=None, model_name=None, device="cpu", pretrained_file=None, img_size=None):
@@ -55,13 +55,58 @@ def view_and_input(img, data_config):
     return view, (view - mean) / std
 
 
+METHODS = ("attention", "rollout", "relevance", "rise", "occlusion")
+
+
+def method_maps(model, x: torch.Tensor, method: str, *, layer: int = -1, heads: bool = False, classes=None,
+                masks: int = 1000, cells: int = 8, seed: int = 0, show_progress: bool = False) -> torch.Tensor:
+    """Maps of a batch ``x`` (B, C, H, W) on the patch grid, (B, gh, gw) ((B, heads, gh, gw) for attention with
+    ``heads``), all in one layout whatever the method:
+
+    - ``attention``: block ``layer``'s CLS attention (the homework's map), ``rollout``: Abnar & Zuidema's rollout;
+    - ``relevance``, ``rise`` and ``occlusion`` explain the decision, the log-probability of ``classes`` (B,)
+      (default: the predictions): Chefer et al.'s gradient-weighted relevance (``vitpet.relevance``); RISE with the
+      centred estimator (``masks`` random masks of ``cells`` x ``cells`` cells, mask seed ``seed``) and occlusion of
+      one patch at a time (``explanations.perturbation``), both pooled from pixels onto the patch grid."""
+    from .relevance import class_scores, predicted_classes, relevance
+    if method not in METHODS:
+        raise UserError(f"unknown method {method!r}: one of {', '.join(METHODS)}")
+    if heads and method != "attention":
+        raise UserError(f"--heads is for attention maps; {method} has one map per image")
+    if method in ("attention", "rollout"):
+        return attention_maps(model, x, layer=layer, heads=heads, use_rollout=method == "rollout")
+    classes = predicted_classes(model, x) if classes is None else torch.as_tensor(classes)
+    if method == "relevance":
+        return relevance(model, x, classes)
+    from explanations.perturbation import occlusion, rise, to_grid
+    grid, out = patch_grid(model), []
+    for image, cls in zip(x, classes.tolist()):
+        score = class_scores(model, cls)
+        if method == "rise":
+            pixels = rise(score, image, masks=masks, cells=cells, seed=seed, show_progress=show_progress).maps
+        else:
+            pixels = occlusion(score, image, cell=int(model.patch_embed.patch_size[0]), show_progress=show_progress)
+        out.append(to_grid(pixels, grid)[0].float())
+    return torch.stack(out)
+
+
 def visualize_attention(images, output_dir, checkpoint=None, model_name=None, layer=-1, heads=False,
-                        use_rollout=False, device="cpu", pretrained_file=None, img_size=None) -> list[Path]:
-    """One PNG (+ raw map .npy, (gh, gw) or (heads, gh, gw)) per image; returns the PNG paths. The map is the CLS
-    row, or for a model without a class token the mean patch row (``attention.query_to_patches``)."""
-    if heads and use_rollout:
+                        use_rollout=False, device="cpu", pretrained_file=None, img_size=None, method="attention",
+                        masks=1000, cells=8, seed=0) -> list[Path]:
+    """One PNG (+ raw map .npy, (gh, gw) or (heads, gh, gw)) per image; returns the PNG paths. The attention map is
+    the CLS row, or for a model without a class token the mean patch row (``attention.query_to_patches``); the other
+    ``method``s are those of ``method_maps``."""
+    if use_rollout:
+        if method not in ("attention", "rollout"):
+            raise UserError(f"--rollout and --method {method} name two methods: give one")
+        method = "rollout"
+    if heads and method == "rollout":
         raise UserError("--heads and --rollout cannot be combined: rollout multiplies head-mean attention through "
                         "the layers, so it has no per-head maps (use --heads with --layer K instead)")
+    if method not in METHODS:
+        raise UserError(f"unknown --method {method!r}: one of {', '.join(METHODS)}")
+    if heads and method != "attention":
+        raise UserError(f"--heads is for attention maps; --method {method} has one map per image")
     output_dir = ensure_writable_dir(output_dir)
     missing = [str(p) for p in images if not Path(p).is_file()]
     if missing:
@@ -71,19 +116,30 @@ def visualize_attention(images, output_dir, checkpoint=None, model_name=None, la
     depth = len(model.blocks)
     if not -depth <= layer < depth:
         raise UserError(f"--layer {layer} out of range for a {depth}-layer model (0..{depth - 1} or -1..-{depth})")
-    which = "rollout" if use_rollout else f"layer {layer % depth}"
+    which = {"attention": f"{map_name(model)}, layer {layer % depth}", "rollout": f"{map_name(model)}, rollout",
+             "relevance": "relevance (Chefer et al. 2021) of the predicted class",
+             "rise": f"RISE ({masks} masks, {cells}x{cells} cells, seed {seed}) of the predicted class",
+             "occlusion": "occlusion (one patch at a time) of the predicted class"}[method]
     written = []
-    for path, original in zip(images, originals):
+    for path, original in zip(progress(images, desc=method, unit="image", disable=method not in ("rise", "occlusion")),
+                              originals):
         view, x = view_and_input(original, data_config)
-        maps = attention_maps(model, x[None].to(device), layer=layer, heads=heads, use_rollout=use_rollout)[0].cpu()
+        with outliers.recording_norms(model) as norms:  # the first pass of every method sees the image as it is
+            maps = method_maps(model, x[None].to(device), method, layer=layer, heads=heads, masks=masks,
+                               cells=cells, seed=seed)[0].cpu()
+        flags = outliers.high_norm_patches(norms[0])[0].reshape(patch_grid(model)).cpu().numpy()
         size = tuple(view.shape[-2:])
         view_np = view.permute(1, 2, 0).numpy()
         out = output_dir / f"{Path(path).stem}.png"
-        title = f"{Path(path).name}: {map_name(model)}, {which}" + (", per head" if heads else ", head mean")
+        title = f"{Path(path).name}: {which}" + ((", per head" if heads else ", head mean")
+                                                 if method in ("attention", "rollout") else "")
+        note = outliers.peak_note(maps.mean(0) if heads else maps, flags)
+        title += f"\n{note}" if note else ""
         if heads:
-            plotting.plot_head_maps(view_np, upsample(maps, size).numpy(), out, title)
+            plotting.plot_head_maps(view_np, upsample(maps, size).numpy(), out, title, flags=flags)
         else:
-            plotting.plot_attention(original, view_np, upsample(maps, size).numpy(), out, title)
+            plotting.plot_attention(original, view_np, upsample(maps, size).numpy(), out, title, flags=flags,
+                                    what=method)
         atomic_save_npy(out.with_suffix(".npy"), maps.numpy())
         written.append(out)
     return written

@@ -72,23 +72,28 @@ def _panel(ax, img, title):
     ax.axis("off")
 
 
-def plot_attention(original, view: np.ndarray, heatmap: np.ndarray, path, title=""):
-    """original | attention map | overlay on the image as the model saw it (``view``, H x W x 3 in [0, 1]).
-    Returns the three panels' pixel boxes in the PNG."""
+def plot_attention(original, view: np.ndarray, heatmap: np.ndarray, path, title="", flags=None, what="attention"):
+    """original | the map (``what``) | overlay on the image as the model saw it (``view``, H x W x 3 in [0, 1]),
+    with the high-norm patches (``flags``, (gh, gw) bool, ``vitpet.outliers``) outlined. Returns the three panels'
+    pixel boxes in the PNG."""
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
     _panel(axes[0], original, "original")
     im = axes[1].imshow(heatmap, cmap="jet")
-    axes[1].set_title("attention", fontsize=9)
+    axes[1].set_title(what, fontsize=9)
     axes[1].axis("off")
     fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.02)
-    _panel(axes[2], view, "overlay (model input)")
+    _panel(axes[2], view, "overlay (model input)" + (", high-norm patches outlined" if flags is not None
+                                                     and np.any(flags) else ""))
     axes[2].imshow(heatmap, cmap="jet", alpha=0.5)
+    if flags is not None:
+        mark_patches(axes[2], flags, view.shape[:2])
     fig.suptitle(title, fontsize=10)
     return save_figure(fig, path, axes=axes)
 
 
-def plot_head_maps(view: np.ndarray, heatmaps: np.ndarray, path, title=""):
-    """One overlay per head, then their mean (last). ``heatmaps``: (heads, H, W)."""
+def plot_head_maps(view: np.ndarray, heatmaps: np.ndarray, path, title="", flags=None):
+    """One overlay per head, then their mean (last). ``heatmaps``: (heads, H, W); ``flags`` as in
+    ``plot_attention``."""
     n = len(heatmaps) + 1
     cols = min(n, 7)
     rows = -(-n // cols)
@@ -99,6 +104,8 @@ def plot_head_maps(view: np.ndarray, heatmaps: np.ndarray, path, title=""):
         if i < n:
             ax.imshow(view)
             ax.imshow(maps[i], cmap="jet", alpha=0.5)
+            if flags is not None:
+                mark_patches(ax, flags, view.shape[:2])
             ax.set_title("mean" if i == n - 1 else f"head {i}", fontsize=8)
     fig.suptitle(title, fontsize=10)
     save_figure(fig, path)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from hw3io import UserError, list_images, load_rgb, place, read_json, run_cli
+from hw3io import UserError, list_images, load_rgb, place, progress, read_json, run_cli
 from explanations.pointing import legend, score, table
 from explanations.targets import target_mask
 from .attention import capture_attention, has_class_token, patch_grid, query_to_patches, rollout, to_grid
@@ -98,18 +98,76 @@ def pet_classes(images) -> list:
     return [parse_label(p) for p in images] if has_labels(images) else ["all"] * len(images)
 
 
-@torch.no_grad()
-def pointing_game(model, data_config: dict, images, boxes: dict, device="cpu", batch_size: int = 32) -> dict:
-    """Scores (``explanations.pointing.score``) of last-layer head-mean CLS attention (mean patch query without a class
-    token) and rollout, with the centre and random baselines, on the original images."""
-    npt, cls, grid = model.num_prefix_tokens, has_class_token(model), patch_grid(model)
-    grids = {"last layer (head mean)": [], "rollout": []}
-    for i in range(0, len(images), batch_size):
-        inputs = [view_and_input(load_rgb(p), data_config)[1] for p in images[i:i + batch_size]]  # as the figures
-        attns = capture_attention(model, torch.stack(inputs).to(device))  # every layer, one forward pass
-        grids["last layer (head mean)"] += list(to_grid(query_to_patches(attns[-1], npt, cls).mean(1), grid).cpu())
-        grids["rollout"] += list(to_grid(rollout(attns, npt, cls), grid).cpu())
-    return score_maps(grids, data_config, images, boxes)
+def method_rows(model, faithfulness: bool, masks: int, cells: int, seed: int) -> dict:
+    """Table label -> ``explain.method_maps`` arguments. Every label starts with its method's name; the slow
+    black-box methods only with ``faithfulness``."""
+    depth = len(model.blocks)
+    rows = {f"attention, layer {k}" + (" (last: the homework's map)" if k == depth - 1 else ""):
+            dict(method="attention", layer=k) for k in range(depth)}
+    rows["attention, mean of the layers"] = dict(method="attention", layer=None)
+    rows["rollout"] = dict(method="rollout")
+    rows["relevance (Chefer et al. 2021)"] = dict(method="relevance")
+    if faithfulness:
+        rows[f"rise ({masks} masks, {cells}x{cells} cells, seed {seed})"] = dict(method="rise", masks=masks,
+                                                                                 cells=cells, seed=seed)
+        rows["occlusion (one patch at a time)"] = dict(method="occlusion")
+    return rows
+
+
+def row_maps(model, x: torch.Tensor, classes: torch.Tensor, spec: dict) -> torch.Tensor:
+    """(B, gh, gw) maps of one table row for a batch; ``layer=None`` is the mean of every layer's head-mean map."""
+    from .explain import method_maps
+    if spec.get("layer", 0) is None:
+        attns = capture_attention(model, x)
+        npt, cls = model.num_prefix_tokens, has_class_token(model)
+        return to_grid(torch.stack([query_to_patches(a, npt, cls).mean(1) for a in attns]).mean(0), patch_grid(model))
+    return method_maps(model, x, classes=classes, **spec)
+
+
+def pointing_game(model, data_config: dict, images, boxes: dict, device="cpu", batch_size: int = 32,
+                  faithfulness: bool = False, masks: int = 1000, cells: int = 8, seed: int = 0, steps: int = 16,
+                  show_progress: bool = False) -> dict:
+    """Scores (``explanations.pointing.score``) of every method's maps (``method_rows``), with the centre and random
+    baselines, on the original images. With ``faithfulness`` also RISE and occlusion, and per row the deletion and
+    insertion areas (``explanations.faithfulness``, the explained class's probability, ``steps`` steps) and the
+    rank correlation with the same method's maps from a randomised copy of the model (``explanations.sanity``);
+    the random baseline row gets a random ranking's areas. Every map explains the model's prediction."""
+    from explanations.faithfulness import deletion_insertion, random_baseline_areas
+    from explanations.sanity import randomized_copy, rank_correlation
+    from .relevance import class_scores, predicted_classes
+    rows = method_rows(model, faithfulness, masks, cells, seed)
+    grids = {name: [] for name in rows}
+    curves = {name: {"deletion": [], "insertion": []} for name in [*rows, "random"]}
+    random_model = randomized_copy(model, seed=seed + 1) if faithfulness else None
+    random_grids = {name: [] for name in rows}
+    for i in progress(range(0, len(images), batch_size), desc="maps", unit="batch", disable=not show_progress):
+        x = torch.stack([view_and_input(load_rgb(p), data_config)[1] for p in images[i:i + batch_size]]).to(device)
+        classes = predicted_classes(model, x)
+        for name, spec in rows.items():
+            maps = row_maps(model, x, classes, spec)
+            grids[name] += list(maps.cpu())
+            if not faithfulness:
+                continue
+            random_grids[name] += list(row_maps(random_model, x, classes, spec).cpu())
+            for image, cls, heat in zip(x, classes.tolist(), maps):
+                areas = deletion_insertion(class_scores(model, cls, "prob"), image, heat[None], steps=steps)
+                curves[name]["deletion"].append(float(areas["deletion_auc"][0]))
+                curves[name]["insertion"].append(float(areas["insertion_auc"][0]))
+        if faithfulness:
+            for k, (image, cls) in enumerate(zip(x, classes.tolist())):
+                areas = random_baseline_areas(class_scores(model, cls, "prob"), image, seed=seed + i + k, steps=steps)
+                curves["random"]["deletion"].append(float(areas["deletion_auc"][0]))
+                curves["random"]["insertion"].append(float(areas["insertion_auc"][0]))
+    results = score_maps(grids, data_config, images, boxes)
+    if faithfulness:
+        for name in [*rows, "random"]:
+            target = results[name] if name in rows else results[next(iter(rows))]
+            key = "" if name in rows else "random_"
+            target[f"{key}deletion"] = sum(curves[name]["deletion"]) / len(images)
+            target[f"{key}insertion"] = sum(curves[name]["insertion"]) / len(images)
+        for name in rows:
+            results[name]["randomisation"] = rank_correlation(torch.stack(grids[name]), torch.stack(random_grids[name]))
+    return results
 
 
 def score_maps(grids: dict, data_config: dict, images, boxes: dict) -> dict:
@@ -146,17 +204,30 @@ def main(argv=None):
     p.add_argument("--images", required=True, help="folder of images")
     p.add_argument("--boxes", default=None, help="JSON {file name: [x, y, w, h]} in the images' stored pixels "
                    "(default: IMAGES/boxes.json)")
+    p.add_argument("--faithfulness", action="store_true",
+                   help="also RISE and occlusion maps, and for every row deletion and insertion areas and the rank "
+                        "correlation with a randomised model's maps (slow: about 3 forward passes per mask per image)")
+    p.add_argument("--limit", type=int, default=None, help="score N images spread over the folder (default: all)")
+    p.add_argument("--masks", type=int, default=1000, help="rise: random masks per image (default: 1000)")
+    p.add_argument("--cells", type=int, default=8, help="rise: masks of CELLS x CELLS cells (default: 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the masks, the random rankings and the randomised "
+                   "model (default: 0)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cuda or cpu")
     a = p.parse_args(argv)
+    if a.limit is not None and a.limit < 1:
+        raise UserError(f"--limit must be at least 1, not {a.limit}")
     from hw3io import pick_device
     boxes_path = Path(a.boxes or Path(a.images) / "boxes.json")
     boxes = read_boxes(boxes_path)
     images = [p for p in list_images(a.images) if p.name in boxes]
     if not images:
         raise UserError(f"no image of {a.images} has a box in {boxes_path}")
+    if a.limit is not None:  # evenly spread over the sorted names, so every class keeps its share
+        images = images[::max(len(images) // a.limit, 1)][:a.limit]
     device = pick_device(a.device)
     model, data_config = load_explained_model(a.checkpoint, a.model, device, a.pretrained_file, a.img_size)
-    results = pointing_game(model, data_config, images, boxes, device)
+    results = pointing_game(model, data_config, images, boxes, device, faithfulness=a.faithfulness, masks=a.masks,
+                            cells=a.cells, seed=a.seed, show_progress=True)
     print(format_table(results))
     print(legend(next(iter(results.values()))))
 
