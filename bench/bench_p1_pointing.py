@@ -21,6 +21,7 @@ from hw3io import list_images, markdown_table  # noqa: E402
 from hw3io.cpu import describe_cpu  # noqa: E402
 
 COLUMNS = ("maps", "tolerance", "mass")
+FAITHFULNESS = ("deletion", "insertion", "randomisation")
 
 
 def demo_recipe(script=ROOT / "scripts" / "demo.sh") -> list[str]:
@@ -45,12 +46,15 @@ def sh(args):
     return proc.stdout
 
 
-def play(run: Path, val: Path) -> dict:
+def play(run: Path, val: Path, faithfulness: bool, limit: int | None, masks: int) -> dict:
     from vitpet.model import load_checkpoint
     from vitpet.pointing import pointing_game, read_boxes
     boxes = read_boxes(val / "boxes.json")
     model, config = load_checkpoint(run / "best.safetensors")
-    return pointing_game(model, config["data_config"], [p for p in list_images(val) if p.name in boxes], boxes)
+    images = [p for p in list_images(val) if p.name in boxes]
+    if limit:
+        images = images[::max(len(images) // limit, 1)][:limit]
+    return pointing_game(model, config["data_config"], images, boxes, faithfulness=faithfulness, masks=masks)
 
 
 def spread(values) -> str:
@@ -61,7 +65,12 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--keep", default=None, help="work in this folder and keep it (default: a temporary one)")
+    p.add_argument("--faithfulness", action="store_true", help="also RISE, occlusion, deletion/insertion and the "
+                   "randomisation check (vitpet.pointing --faithfulness)")
+    p.add_argument("--limit", type=int, default=None, help="score N held-out images (default: all)")
+    p.add_argument("--masks", type=int, default=1000, help="RISE masks per image (default: 1000)")
     a = p.parse_args()
+    columns = COLUMNS + (FAITHFULNESS if a.faithfulness else ())
     print(describe_cpu())
     work = Path(a.keep or tempfile.mkdtemp(prefix="bench-p1-pointing-"))
     data = work / "data"
@@ -74,20 +83,24 @@ def main():
             sh([sys.executable, "p1_train.py", "--data-dir", data, "--output-dir", run, *demo_recipe(), "--seed", seed])
         record = json.loads((run / "run.json").read_text())
         accuracy, seconds = record["best_val_acc"], record["train_seconds"]
-        per_seed[seed] = scores = play(run, data / "val")
+        per_seed[seed] = scores = play(run, data / "val", a.faithfulness, a.limit, a.masks)
         for name, s in scores.items():
-            rows.append((seed, name, f"{accuracy:.4f}", *(f"{s[c]:.3f}" for c in COLUMNS), f"{seconds:.0f}"))
+            rows.append((seed, name, f"{accuracy:.4f}", *(f"{s[c]:.3f}" for c in columns), f"{seconds:.0f}"))
         print(f"seed {seed}: trained in {seconds:.0f} s, val accuracy {accuracy:.4f}", flush=True)
-    headers = ("seed", "map", "val acc", "strict", "tolerance (15 px)", "mass in box", "train s")
-    print("\n" + markdown_table(headers, rows, "llrrrrr"))
+    names = ("strict", "tolerance (15 px)", "mass in box") + (FAITHFULNESS if a.faithfulness else ())
+    headers = ("seed", "map", "val acc", *names, "train s")
+    print("\n" + markdown_table(headers, rows, "ll" + "r" * (len(headers) - 2)))
     first = next(iter(per_seed.values()))
-    summary = [(name, *(spread([per_seed[s][name][c] for s in per_seed]) for c in COLUMNS)) for name in first]
+    summary = [(name, *(spread([per_seed[s][name][c] for s in per_seed]) for c in columns)) for name in first]
     base = first[next(iter(first))]
-    summary += [("image centre (baseline)", f"{base['centre']:.3f}", f"{base['centre_tolerance']:.3f}", "-"),
+    summary += [("image centre (baseline)", f"{base['centre']:.3f}", f"{base['centre_tolerance']:.3f}", "-",
+                 *(["-"] * 3 if a.faithfulness else [])),
                 ("random point (baseline)", f"{base['random']:.3f}", f"{base['random_tolerance']:.3f}",
-                 f"{base['uniform_mass']:.3f}")]
+                 f"{base['uniform_mass']:.3f}",
+                 *([spread([per_seed[s][next(iter(first))]["random_" + c] for s in per_seed])
+                    for c in ("deletion", "insertion")] + ["-"] if a.faithfulness else []))]
     print(f"\nmean (min-max) over seeds {' '.join(map(str, per_seed))}, {base['count']} held-out images")
-    print(markdown_table(("map", "strict", "tolerance (15 px)", "mass in box"), summary, "lrrr"))
+    print(markdown_table(("map", *names), summary, "l" + "r" * len(names)))
     if a.keep:
         print(f"kept {work}")
 

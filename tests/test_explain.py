@@ -190,7 +190,7 @@ def test_pointing_takes_a_timm_file(family, pet_data, tmp_path, capsys):
     pointing.main(["--model", name, "--pretrained-file", str(path), "--img-size", str(size), "--images", str(val),
                    "--device", "cpu"])
     out = capsys.readouterr().out
-    assert "last layer (head mean)" in out and "rollout" in out
+    assert "attention, layer 1 (last: the homework's map)" in out and "rollout" in out and "relevance" in out
 
 
 def test_a_file_of_another_model_is_refused_not_loaded_half(tmp_path):

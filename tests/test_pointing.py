@@ -187,7 +187,9 @@ def test_pointing_script_on_the_trained_model(trained):
     assert "| map | strict | tolerance (15 px, class mean) | mass in box | images |" in proc.stdout
     rows = {r[0]: r[1:] for r in re.findall(r"^\| ([^|]+?) \| (\d\.\d{3}) \| (\d\.\d{3}) \| (\d\.\d{3}|-) \| 148 \|$",
                                             proc.stdout, re.M)}
-    assert set(rows) == {"last layer (head mean)", "rollout", "image centre (baseline)",
+    assert set(rows) == {"attention, layer 0", "attention, layer 1", "attention, layer 2",
+                         "attention, layer 3 (last: the homework's map)", "attention, mean of the layers", "rollout",
+                         "relevance (Chefer et al. 2021)", "image centre (baseline)",
                          "random point (baseline, expected)"}
     boxes = json.loads((data / "val" / "boxes.json").read_text())
     assert len(boxes) == 148
