@@ -166,9 +166,6 @@ def _fit(cfg: CaptionTrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:
     tokenizer = load_tokenizer(cfg.vocab)
     train_set = load_coco_captions(cfg.train_annotations, cfg.train_images, tokenizer, cfg.max_length)
     val_set = load_coco_captions(cfg.val_annotations, cfg.val_images, tokenizer, cfg.max_length)
-    check_images([train_set.image_dir / f for f in train_set.files] + [val_set.image_dir / f for f in val_set.files],
-                 workers=cfg.workers, info=info,
-                 skip_hint="Remove them and their captions from the COCO file to train without them.")
     seed_everything(cfg.seed)  # same on every rank: identical initial weights
     model, config = initial_model(cfg, tokenizer.vocab_size, tokenizer.pad_id)
     if cfg.max_length > config.max_position_embeddings:
@@ -208,6 +205,10 @@ def _fit(cfg: CaptionTrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:
                 identity={"preset": cfg.preset, "init": cfg.init, "max_length": cfg.max_length,
                           "train_annotations": str(Path(cfg.train_annotations).resolve()),
                           "val_annotations": str(Path(cfg.val_annotations).resolve())},
+                check_data=lambda: check_images(
+                    [train_set.image_dir / f for f in train_set.files] + [val_set.image_dir / f for f in val_set.files],
+                    workers=cfg.workers, info=info,
+                    skip_hint="Remove them and their captions from the COCO file to train without them."),
                 describe=f"CATR ({cfg.preset}{', init ' + cfg.init if cfg.init else ''}: {config.backbone}, "
                          f"{config.enc_layers}+{config.dec_layers} layers, {n_params / 1e6:.2f}M parameters; "
                          f"{len(train_set.files)} images, {len(val_ds)} val captions; lr {cfg.lr:g}, backbone "

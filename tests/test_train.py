@@ -283,6 +283,7 @@ def test_resume_refuses_other_settings_and_allows_more_epochs(data, tmp_path):
     assert run(train_args(data, out, "--epochs", "1")).returncode == 0
     proc = run(train_args(data, out, "--epochs", "1", "--batch-size", "8", "--seed", "3", "--resume", "auto"))
     assert_one_line_error(proc, "cannot resume", "batch_size was 4, now 8", "seed was 0, now 3")
+    assert "checking images" not in proc.stderr  # refused before every image is decoded
     other = tmp_path / "other"
     shutil.copytree(data, other)
     proc = run(train_args(other, out, "--epochs", "1", "--resume", "auto"))

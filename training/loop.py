@@ -46,6 +46,8 @@ class Task:
     best_metric: str | None = None     # the metric whose improvement ``end_epoch`` is told about
     collate_fn: Callable | None = None
     versions: tuple = ()               # libraries beyond torch and torchvision recorded in run.json
+    check_data: Callable[[], None] = lambda: None  # e.g. decode every image: after resume's settings check, so a
+                                                   # refused resume is said at once, and before the first step
 
 
 class StopFlag:
@@ -134,6 +136,7 @@ def fit(cfg, info: D.DistInfo, task: Task, stop: StopFlag) -> dict:
         progress = apply_state(state, model=model, optimizer=optimizer, scaler=scaler, rank=info.rank)
         if info.is_main:
             print(f"resumed from {resume} at epoch {progress['epoch']} step {progress['step']}")
+    task.check_data()
     schedule.set_step(progress["epoch"] * steps_per_epoch + progress["step"])
     train_model = wrap_model(model, info, cfg.compile)
     if info.is_main:

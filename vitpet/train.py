@@ -69,8 +69,6 @@ def _fit(cfg: TrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:
                                   num_classes=cfg.num_classes, seed=cfg.seed)
     val_ds = ImageFolderDataset(val_dir, build_transforms(data_config, False), labelled=True,
                                 num_classes=cfg.num_classes)
-    check_images(train_ds.paths + val_ds.paths, workers=cfg.workers, info=info,
-                 skip_hint="Move them out of the folder to train without them.")
     val_loader = make_loader(Subset(val_ds, D.shard_indices(len(val_ds), info)), batch_size=cfg.batch_size * 2,
                              num_workers=cfg.workers, pin_memory=info.device.type == "cuda")
     optimizer = build_optimizer(cfg, model, info.device)
@@ -103,7 +101,9 @@ def _fit(cfg: TrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:
                 log_fields=LOG_FIELDS, best_metric="val_acc", end_epoch=end_epoch, end_run=end_run,
                 identity={"model": cfg.model, "img_size": img_size, "num_classes": cfg.num_classes,
                           "train_dir": str(train_dir.resolve()), "val_dir": str(val_dir.resolve())},
-                describe=f"{cfg.model} at {img_size}px ({len(val_ds)} val images, {cfg.opt})", versions=("timm",))
+                describe=f"{cfg.model} at {img_size}px ({len(val_ds)} val images, {cfg.opt})", versions=("timm",),
+                check_data=lambda: check_images(train_ds.paths + val_ds.paths, workers=cfg.workers, info=info,
+                                                skip_hint="Move them out of the folder to train without them."))
     progress = fit_loop(cfg, info, task, stop)
     return {"best_acc": progress["best"], "epochs": cfg.epochs, "output_dir": str(out)}
 
