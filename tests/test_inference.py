@@ -110,3 +110,10 @@ def test_bad_paths(tiny_checkpoint, pet_data, tmp_path):
         d.mkdir()
         Image.new("RGB", (20, 20)).save(d / "dog.jpg")
         run_inference(tiny_checkpoint, d, tmp_path / "o.csv", workers=0, evaluate=True)
+
+
+def test_input_errors_come_before_the_cpu_note(tiny_checkpoint, tmp_path):
+    """On a machine without a GPU the CPU note used to come first, so the error was not the first thing read."""
+    proc = run(["python3", "p1_inference.py", "--checkpoint", str(tiny_checkpoint), "--images",
+                str(tmp_path / "nope"), "--output", str(tmp_path / "o.csv"), "--device", "auto"])
+    assert proc.stderr.startswith("error: image folder not found"), proc.stderr

@@ -74,16 +74,7 @@ def run_inference(checkpoint, images, output, *, batch_size=32, workers=None, de
     ensure_writable_dir(output.parent)  # fail before the long part, not after
     if precision not in PRECISIONS:
         raise UserError(f"unknown --precision {precision!r}: one of {', '.join(PRECISIONS)}")
-    if precision == "int8":
-        device, note = int8_device(device, torch.cuda.is_available())
-        if note:
-            print(note, file=sys.stderr)
-    dev = pick_device(device, say_cpu=precision != "int8")
-    model, config = load_checkpoint(checkpoint, device=dev)
-    note = speed_notice(precision, dev)
-    if note:
-        print(note, file=sys.stderr)
-    model = with_precision(model, precision, dev)
+    model, config = load_checkpoint(checkpoint)  # on the CPU first: every input error before any note
     paths = list_images(images)
     labelled = has_labels(paths)
     if evaluate and not labelled:
@@ -92,6 +83,15 @@ def run_inference(checkpoint, images, output, *, batch_size=32, workers=None, de
         top = max(parse_label(p) for p in paths)
         if top >= config["num_classes"]:
             raise UserError(f"checkpoint has {config['num_classes']} classes but the folder has label {top}")
+    if precision == "int8":
+        device, note = int8_device(device, torch.cuda.is_available())
+        if note:
+            print(note, file=sys.stderr)
+    dev = pick_device(device, say_cpu=precision != "int8")
+    note = speed_notice(precision, dev)
+    if note:
+        print(note, file=sys.stderr)
+    model = with_precision(model.to(dev), precision, dev)
     df, bad, partial = predict_folder(model, config["data_config"], images, batch_size=batch_size,
                                       workers=workers, device=dev)
     write_predictions(df, output)  # every image that decodes, even when some do not: a grader gets a score
