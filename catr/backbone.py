@@ -10,7 +10,7 @@ import torchvision
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from hw3io import UserError
+from hw3io import UserError, brief
 from .position_encoding import build_position_encoding
 
 
@@ -39,7 +39,7 @@ def load_imagenet_weights(backbone: Backbone, name: str) -> None:
     try:
         state = weights.get_state_dict(progress=True, weights_only=True)
     except Exception as e:
-        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}" if str(e) else type(e).__name__
+        reason = brief(e, 120)
         raise UserError(f"could not get the ImageNet weights of {name} ({reason}); offline, place "
                         f"{weights.url.rsplit('/', 1)[1]} in {torch.hub.get_dir()}/checkpoints, or start from CATR "
                         "weights with --init") from None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from hw3io import UserError
+from hw3io import UserError, brief
 
 # The official release assets (saahiluppal/catr hubconf.py); all three share one architecture.
 CHECKPOINT_URLS = {
@@ -54,7 +54,7 @@ def unreadable_reason(path, e: Exception) -> str:
         return ("it holds Python objects beyond tensors and plain values, which this code never unpickles (that "
                 "could run code); save the weights as a dict of tensors (torch.save({'model': state_dict}))")
     if head.startswith(b"PK"):
-        return f"a zip archive torch cannot read ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+        return f"a zip archive torch cannot read ({brief(e, 120)})"
     return f"not a PyTorch checkpoint (it starts with {head!r}; a .pth starts with b'PK')"
 
 
@@ -126,6 +126,6 @@ def find_vocab(vocab=None) -> Path:
             hit = try_to_load_from_cache(repo, "vocab.txt")
             if isinstance(hit, str) and Path(hit).is_file():
                 return Path(hit)
-        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
+        reason = brief(e)
         raise UserError(f"no BERT uncased vocabulary: could not get {BERT_REPO}/vocab.txt from the Hugging Face hub "
                         f"({reason}); pass --vocab vocab.txt (or set CATR_VOCAB)") from None

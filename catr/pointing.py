@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hw3io import UserError, read_json, run_cli
+from hw3io import UserError, brief, read_json, run_cli
 from explanations.targets import coco_shape
 
 # A short table of the words captions use for COCO's categories, beyond each name and its plural. Two-word
@@ -73,7 +73,7 @@ def word_list(text: str) -> list[str]:
 
 
 def _malformed(path, what, shape, e=None):
-    return UserError(f"{what} {path} is not {shape}" + (f" ({type(e).__name__}: {str(e)[:80]})" if e else ""))
+    return UserError(f"{what} {path} is not {shape}" + (f" ({brief(e, 80)})" if e else ""))
 
 
 def from_objects(objects, path="objects file") -> Annotations:

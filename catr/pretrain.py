@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from hw3io import run_cli
+from hw3io import brief, run_cli
 
 FORMAT = "catr-convnet"
 
@@ -129,7 +129,7 @@ def load_convnet(backbone, path) -> None:
     try:
         backbone.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise UserError(f"{path} does not match the ConvNet: {str(e).splitlines()[0][:200]}") from None
+        raise UserError(f"{path} does not match the ConvNet: {brief(e, 200)}") from None
 
 
 def get_args_parser():

@@ -4,6 +4,15 @@ import sys
 INSTALL_HINT = "install the requirements: `make setup` in the repository, or `pip install -r requirements.txt`"
 
 
+def brief(e: BaseException, limit: int = 160) -> str:
+    """``Type: first line`` of an exception for an error line, shortened at a word boundary with an ellipsis
+    (never cut mid-word, as in "try aga)")."""
+    text = " ".join(str(e).split("\n", 1)[0].split())
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:") + " ..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
 class UserError(Exception):
     """An error caused by the user's input (paths, files, flags); printed as one line."""
 

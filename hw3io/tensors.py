@@ -3,7 +3,7 @@ errors. Callers check the ``format`` tag their own metadata carries."""
 from pathlib import Path
 
 from .atomic import atomic_path
-from .errors import UserError
+from .errors import UserError, brief
 
 
 def save_tensors(path, tensors: dict, metadata: dict[str, str]) -> None:
@@ -33,7 +33,7 @@ def read_tensors(path, what: str) -> tuple[dict, dict]:
         raise UserError(f"cannot read {what} {path}: {e.strerror or e}") from None
     except Exception as e:  # safetensors raises its own error types for truncated/garbage files
         raise UserError(f"not a valid {what}: {path} is {file_kind(path)}, not a complete .safetensors file "
-                        f"({type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else 'no detail'})") from None
+                        f"({brief(e, 80)})") from None
 
 
 def file_kind(path: Path) -> str:

@@ -59,3 +59,12 @@ def test_a_file_of_another_kind_is_named(tmp_path, content, fragment):
     with pytest.raises(UserError, match="not a valid checkpoint") as e:
         read_tensors(bad, "checkpoint")
     assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+def test_brief_cuts_at_a_word_never_mid_word():
+    from hw3io import brief
+    e = OSError("We couldn't connect to the hub.\nCheck your internet connection or try again later.")
+    assert brief(e) == "OSError: We couldn't connect to the hub."
+    long = brief(RuntimeError("offline: please check your connection and try again later"), 40)
+    assert long == "RuntimeError: offline: please check your connection and ..." and "aga" not in long
+    assert brief(ValueError()) == "ValueError"

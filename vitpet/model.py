@@ -11,7 +11,7 @@ import timm
 from timm.data import resolve_data_config
 from timm.models import register_model
 
-from hw3io import UserError, read_tensors, save_tensors
+from hw3io import UserError, brief, read_tensors, save_tensors
 from training.runlog import library_versions
 from .config import DEFAULT_MODEL, NUM_CLASSES
 from .quantize import is_quantized
@@ -53,7 +53,7 @@ def build_model(name: str = DEFAULT_MODEL, num_classes: int = NUM_CLASSES, img_s
     except (OSError, ValueError) as e:  # hub unreachable, no cache, bad file
         if not pretrained:
             raise
-        raise UserError(f"could not load pretrained weights for {name} ({type(e).__name__}: {str(e)[:200]}); when "
+        raise UserError(f"could not load pretrained weights for {name} ({brief(e, 200)}); when "
                         "offline pass --pretrained-file PATH (a timm .safetensors/.bin) or --no-pretrained") from None
 
 
@@ -79,7 +79,7 @@ def file_num_classes(name: str, pretrained_file) -> int:
         state = load_state_dict(path)
         return int(state[key].shape[0]) if key in state else 0
     except Exception as e:  # noqa: BLE001 -- any unreadable file is one error line
-        raise UserError(f"cannot read pretrained weights file {path} ({type(e).__name__}: {str(e)[:200]})") from None
+        raise UserError(f"cannot read pretrained weights file {path} ({brief(e, 200)})") from None
 
 
 def model_img_size(model) -> int:
@@ -124,7 +124,7 @@ def load_checkpoint(path, device="cpu"):
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise UserError(f"checkpoint weights do not match its model {config['model']}: {str(e)[:200]}") from None
+        raise UserError(f"checkpoint weights do not match its model {config['model']}: {brief(e, 200)}") from None
     return model.to(device).eval(), config
 
 
