@@ -19,6 +19,8 @@ def get_args_parser():
     p.add_argument("--checkpoint", required=True, help="the checkpoint to publish, e.g. runs/p1/best.safetensors")
     p.add_argument("--url", required=True, help="direct download link of that same file")
     p.add_argument("--url-file", default=str(REPO / URL_FILE), help="where to record it")
+    p.add_argument("--no-check", action="store_true", help="record the link without downloading it once to check "
+                   "that it serves this exact file (by default it is checked: a sharing page is refused)")
     return p
 
 
@@ -26,7 +28,7 @@ def main(argv=None):
     a = get_args_parser().parse_args(argv)
     from vitpet.config import format_versions, reproduce_commands
     from vitpet.publish import publish
-    r = publish(a.checkpoint, a.url, a.url_file)
+    r = publish(a.checkpoint, a.url, a.url_file, check=not a.no_check)
     cfg = r["config"]
     train_cmd, predict_cmd = reproduce_commands(cfg.get("train_config") or {})
     acc = cfg.get("val_acc")

@@ -13,23 +13,36 @@ from vitpet.publish import accept_download, needs_download, publish, read_source
 MODEL = "/m/p1_vit_b16.safetensors"
 
 
+def test_publish_downloads_the_link_once_and_refuses_one_that_serves_another_file(tiny_checkpoint, tmp_path):
+    url_file = tmp_path / "p1.url"
+    page = b"<!DOCTYPE html><html><head><title>Google Drive</title></head><body>sign in</body></html>"
+    with LoopbackServer({"/m.safetensors": tiny_checkpoint, "/share": page}) as server:
+        with pytest.raises(UserError, match="does not serve .* it sent 88 bytes of HTML"):
+            publish(tiny_checkpoint, server.url("/share"), url_file)
+        assert not url_file.exists()
+        with pytest.raises(UserError, match="could not download .*404"):
+            publish(tiny_checkpoint, server.url("/missing"), url_file)
+        r = publish(tiny_checkpoint, server.url("/m.safetensors"), url_file)
+        assert server.hits["/m.safetensors"] == 1 and url_file.read_text().split()[1] == r["sha256"]
+
+
 def test_publish_records_url_and_sha(tiny_checkpoint, tmp_path):
     url_file = tmp_path / "checkpoints" / "p1.url"
-    r = publish(tiny_checkpoint, "https://example.org/m.safetensors", url_file)
+    r = publish(tiny_checkpoint, "https://example.org/m.safetensors", url_file, check=False)
     assert url_file.read_text() == f"https://example.org/m.safetensors {sha256_file(tiny_checkpoint)}\n"
     assert read_source(url_file) == ("https://example.org/m.safetensors", r["sha256"])
     assert read_source(url_file, "http://mirror/m") == ("http://mirror/m", r["sha256"])
     with pytest.raises(UserError, match="direct http"):
-        publish(tiny_checkpoint, "runs/p1/best.safetensors", url_file)
+        publish(tiny_checkpoint, "runs/p1/best.safetensors", url_file, check=False)
     (tmp_path / "x.safetensors").write_bytes(b"junk")
     with pytest.raises(UserError, match="not a valid checkpoint"):
-        publish(tmp_path / "x.safetensors", "https://example.org/x", url_file)
+        publish(tmp_path / "x.safetensors", "https://example.org/x", url_file, check=False)
 
 
 def test_publish_script_prints_the_final_result(tiny_checkpoint, tmp_path):
     url_file = tmp_path / "p1.url"
     proc = run(["python3", "p1_publish.py", "--checkpoint", str(tiny_checkpoint), "--url", "https://e.org/m",
-                "--url-file", str(url_file)])
+                "--url-file", str(url_file), "--no-check"])
     assert proc.returncode == 0, proc.stderr
     assert "val accuracy  0.5000 (epoch 3" in proc.stdout
     assert sha256_file(tiny_checkpoint) in proc.stdout and "bash hw3_1.sh" in proc.stdout
@@ -75,11 +88,13 @@ def test_hw3_1_downloads_checks_and_keeps_the_model(tiny_checkpoint, pet_data, t
                     "--url", server.url(MODEL)])
         assert proc.returncode == 0, proc.stderr
         assert (repo / "checkpoints" / "p1.url").read_text().split()[0] == server.url(MODEL)
+        assert server.hits[MODEL] == 1  # p1_publish.py checked the link
+        server.hits.clear()
         kept = repo / "checkpoints" / "p1_vit_b16.safetensors"
 
         # A mirror that serves a truncated file: refused, nothing used, nothing written, nothing left in the way.
         proc = _hw3_1(repo, pet_data / "val", home / "a.csv", home, P1_CHECKPOINT_URL=server.url("/bad/m.safetensors"))
-        assert_one_line_error(proc, "incomplete or not the published model")
+        assert_one_line_error(proc, "incomplete or not the published model: 1000 bytes starting")
         assert not kept.exists() and not (home / "a.csv").exists()
         assert list((repo / "checkpoints").iterdir()) == [repo / "checkpoints" / "p1.url"]
 

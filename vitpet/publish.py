@@ -3,7 +3,9 @@
 ``publish`` records them after training; ``needs_download`` and ``accept_download`` are the two Python halves of
 ``hw3_1.sh``'s download (``wget`` moves the bytes, as the course requires). A download is used only after its
 sha256 matches, so a failed, partial or tampered one is never used, and it goes to ``<checkpoint>.part``, which
-the next try overwrites: nothing blocks a retry. Standard library only, so this runs before anything heavy.
+the next try overwrites: nothing blocks a retry. ``publish`` downloads the link once first, so a link that does not
+serve the file (a sharing page) is refused before it is recorded. Standard library only in hw3_1.sh's halves, so
+they run before anything heavy.
 """
 import hashlib
 import os
@@ -65,6 +67,12 @@ def needs_download(checkpoint, url_file, url_override=None) -> str | None:
     return url
 
 
+def file_kind(path) -> str:
+    with open(path, "rb") as f:
+        head = f.read(64)
+    return describe(Path(path).stat().st_size, head)
+
+
 def part_path(checkpoint) -> Path:
     return Path(f"{checkpoint}.part")
 
@@ -77,21 +85,69 @@ def accept_download(checkpoint, url_file, url_override=None) -> Path:
         raise UserError(f"no download at {part}")
     got = sha256_file(part)
     if got != sha:
+        arrived = file_kind(part)
         part.unlink()
-        raise UserError(f"the file downloaded from {url} is incomplete or not the published model (sha256 "
-                        f"{got[:12]}..., expected {sha[:12]}...); it was discarded, run again to download it again")
+        raise UserError(f"the file downloaded from {url} is incomplete or not the published model: {arrived}, sha256 "
+                        f"{got[:12]}..., expected {sha[:12]}...; it was discarded, run again to download it again")
     os.replace(part, checkpoint)
     return Path(checkpoint)
 
 
-def publish(checkpoint, url: str, url_file) -> dict:
-    """Record ``url`` and the checkpoint's sha256 in ``url_file``; return what the report must state."""
+DOWNLOAD_TIMEOUT_S = 60  # per network read: a link that stalls this long is not one a grader's wget would finish
+
+
+def url_sha256(url: str, expected_size: int) -> tuple[str, int, bytes]:
+    """(sha256, size, first bytes) of what ``url`` serves, read once in blocks (a progress bar on the way) and never
+    kept. At most ``expected_size`` plus 1 MiB is read: anything larger is not the file."""
+    import urllib.request
+    from hw3io import progress
+    h, size, head = hashlib.sha256(), 0, b""
+    limit = expected_size + (1 << 20)
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, \
+            progress(total=expected_size, unit="B", unit_scale=True, desc="checking the link", leave=False) as bar:
+        for block in iter(lambda: response.read(1 << 20), b""):
+            head = head or block[:64]
+            h.update(block)
+            size += len(block)
+            bar.update(len(block))
+            if size > limit:
+                break
+    return h.hexdigest(), size, head
+
+
+def describe(size: int, head: bytes) -> str:
+    """What a download that is not the model holds, in words: the usual mistake is a sharing page's HTML."""
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        return f"{size} bytes of HTML (a web page, e.g. a drive's sharing page, not a direct link to the file)"
+    return f"{size} bytes starting {head[:16]!r}"
+
+
+def check_link(url: str, checkpoint, sha: str) -> None:
+    """Download ``url`` once and refuse it unless it serves exactly ``checkpoint`` (its sha256)."""
+    import urllib.error
+    expected = Path(checkpoint).stat().st_size
+    try:
+        got, size, head = url_sha256(url, expected)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        from hw3io import brief
+        raise UserError(f"could not download {url} to check it ({brief(e)}); check the link, or pass --no-check "
+                        "to record it unchecked") from None
+    if got != sha:
+        raise UserError(f"{url} does not serve {checkpoint}: it sent {describe(size, head)} where the checkpoint has "
+                        f"{expected} bytes; nothing recorded. Use the file's direct download link")
+
+
+def publish(checkpoint, url: str, url_file, check: bool = True) -> dict:
+    """Record ``url`` and the checkpoint's sha256 in ``url_file``, after downloading it once to check that it serves
+    exactly that file (unless ``check`` is False); return what the report must state."""
     from hw3io.atomic import atomic_write_text
     from .model import read_checkpoint  # validates the file as a vitpet checkpoint
     if not url.startswith(("http://", "https://", "ftp://")):
         raise UserError(f"--url must be a direct http(s) link to the file, got {url!r}")
     _, config = read_checkpoint(checkpoint)
     sha = sha256_file(checkpoint)
+    if check:
+        check_link(url, checkpoint, sha)
     atomic_write_text(url_file, f"{url} {sha}\n")
     return {"sha256": sha, "url": url, "url_file": str(url_file), "config": config,
             "size_mb": Path(checkpoint).stat().st_size / 2**20}
