@@ -1,13 +1,17 @@
-"""catr/relevance.py (with the transformer's AttentionRecord), on tiny random CATRs with the tiny preset's ConvNet
-backbone (fast), and on a planted one whose answer is known."""
+"""catr/relevance.py and catr/explain.py (with the transformer's AttentionRecord), on tiny random CATRs with the tiny
+preset's ConvNet backbone (fast), and on a planted one whose answer is known."""
+import sys
+
 import pytest
 import torch
 from torch import nn
 
 from catr.decode import cross_attention, greedy_decode
+from catr.explain import ExplainOptions, explain_maps, occlusion_cell
 from catr.relevance import caption_score_fn, caption_sequence, normalised_residual, relevance_maps, token_log_probs
 from catr.transformer import AttentionRecord
-from catr_tiny import tiny_model
+from catr_tiny import install_fake_explanations, tiny_model
+from hw3io import UserError
 
 START, END = 2, 3
 
@@ -148,3 +152,42 @@ def test_relevance_follows_the_head_that_reaches_the_decision(decisive, cell, ot
     maps = relevance_maps(model, x, mask, [START, token])[0].flatten()
     assert maps.argmax() == cell and maps[cell] > 10 * maps[other]
     assert (maps[[i for i in range(9) if i not in (A_CELL, B_CELL)]] == 0).all()  # no value there: no gradient
+
+
+@pytest.fixture
+def fake_explanations(monkeypatch):
+    return install_fake_explanations(monkeypatch)
+
+
+def test_explain_maps_gives_every_method_the_attention_maps_shape(case, fake_explanations):
+    model, x, mask, ids, ended, end = case
+    with torch.no_grad():
+        encoded = model.encode_image(x, mask)
+    attention = explain_maps("attention", model, x, mask, ids, ended, START, end, encoded=encoded)
+    assert torch.equal(attention, cross_attention(model, encoded, START, ids, ended))
+    relevance = explain_maps("relevance", model, x, mask, ids, ended, START, end)
+    assert torch.equal(relevance, relevance_maps(model, x, mask, caption_sequence(START, end, ids, ended)))
+    rise = explain_maps("rise", model, x, mask, ids, ended, START, end, masks=6, cells=3, seed=5)
+    occlusion = explain_maps("occlusion", model, x, mask, ids, ended, START, end, cells=2)
+    for maps in (relevance, rise, occlusion):
+        assert maps.shape == attention.shape and maps.dtype == torch.float32 and torch.isfinite(maps).all()
+    rise_call, occlusion_call = fake_explanations.calls
+    assert (rise_call["masks"], rise_call["cells"], rise_call["seed"]) == (6, 3, 5)
+    assert occlusion_call["cell"] == occlusion_cell((90, 140), 2) == 70
+    for call in (rise_call, occlusion_call):
+        assert call["image"].shape == (3, 90, 140) and call["valid"].shape == (90, 140) and call["valid"].all()
+    assert occlusion.abs().sum() > 0  # hiding half the image moved some token's log-probability
+
+
+def test_options_fail_before_any_work(monkeypatch):
+    with pytest.raises(UserError, match="--explain must be one of"):
+        ExplainOptions("gradcam").check()
+    with pytest.raises(UserError, match="--masks and --cells"):
+        ExplainOptions("rise", masks=0).check()
+    for name in ("explanations", "explanations.perturbation"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed: importing it raises ImportError
+    with pytest.raises(UserError, match="need the explanations package"):
+        ExplainOptions("occlusion").check()
+    ExplainOptions("relevance").check()  # needs nothing more
+    assert ExplainOptions("rise", masks=7, cells=4, seed=1).meta((90, 140)) == dict(method="rise", masks=7, cells=4,
+                                                                                   seed=1)
