@@ -1,4 +1,5 @@
-"""Caption images with CATR and draw each generated token's decoder cross-attention (one tiled PNG per image)."""
+"""Caption images with CATR and draw each generated token's decoder cross-attention (one tiled PNG per image), or
+another explanation of the same decisions (--explain)."""
 import argparse
 import os
 import sys
@@ -40,17 +41,34 @@ def get_args_parser():
                    help="GNMT length penalty alpha for beam search: a caption's log-probability is divided by "
                         "((5 + length) / 6) ** alpha, length counting [SEP] (default: 1.0; 0 favours short captions)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cuda or cpu")
+
+    # Explanation: what each tile shows. Every method explains the same decision, the generated token's
+    # log-probability at the query that generated it, and writes the same files.
+    g = p.add_argument_group("explanation")
+    g.add_argument("--explain", default="attention", choices=("attention", "relevance", "rise", "occlusion"),
+                   help="attention (default, the homework's maps): raw cross-attention of --layer, head mean; "
+                        "relevance: gradient-weighted attention relevance through every layer (Chefer et al., ICCV "
+                        "2021); rise: the token's log-probability under random masks (Petsiuk et al., BMVC 2018); "
+                        "occlusion: its change as patches are occluded. All but attention take seconds to minutes "
+                        "per image and run one image at a time")
+    g.add_argument("--masks", type=int, default=1000, help="rise: random masks per image (default: 1000)")
+    g.add_argument("--cells", type=int, default=8,
+                   help="rise: cells per side of each mask's coarse grid; occlusion: patches along the longer image "
+                        "side (default: 8)")
+    g.add_argument("--seed", type=int, default=0, help="rise: seed of the random masks (default: 0)")
     return p
 
 
 def main(argv=None):
     a = get_args_parser().parse_args(argv)
     beam = beam_width(a.beam)
+    from catr.explain import ExplainOptions
     from catr.pipeline import caption_folder
     from hw3io import pick_device
+    explain = ExplainOptions(a.explain, masks=a.masks, cells=a.cells, seed=a.seed)
     written = caption_folder(a.images, a.output_dir, checkpoint=a.checkpoint, version=a.version, url=a.checkpoint_url,
                              vocab=a.vocab, layer=a.layer, heads=a.heads, device=pick_device(a.device, say_cpu=True),
-                             beam=beam, alpha=a.length_penalty)
+                             beam=beam, alpha=a.length_penalty, explain=explain)
     print(f"wrote {len(written)} PNG(s) to {a.output_dir}")
 
 

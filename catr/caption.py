@@ -32,16 +32,19 @@ class Caption(nn.Module):
         self.transformer = transformer
         self.mlp = MLP(hidden_dim, 512, vocab_size, 3)
 
-    def encode_image(self, images, mask):
-        """images (B, 3, H, W), mask (B, H, W) -> memory (HW', B, C), flat mask, flat pos, grid (H', W')."""
+    def encode_image(self, images, mask, record=None):
+        """images (B, 3, H, W), mask (B, H, W) -> memory (HW', B, C), flat mask, flat pos, grid (H', W').
+        ``record``: a ``transformer.AttentionRecord`` that keeps the encoder's attention probabilities."""
         features, fmask, pos = self.backbone(images, mask)
-        memory, fmask, pos = self.transformer.encode(self.input_proj(features), fmask, pos)
+        memory, fmask, pos = self.transformer.encode(self.input_proj(features), fmask, pos, record)
         return memory, fmask, pos, tuple(features.shape[-2:])
 
-    def decode(self, ids, ids_padding_mask, memory, mask, pos, attn_layer=None, attn_mode="mean", last_only=False):
+    def decode(self, ids, ids_padding_mask, memory, mask, pos, attn_layer=None, attn_mode="mean", last_only=False,
+               record=None):
         """Logits (B, T, vocab) for every position (``last_only``: (B, 1, vocab), all greedy decoding needs; the
-        vocabulary head is the decoder's most expensive part), plus the requested cross-attention."""
-        hs, attn = self.transformer.decode(ids, ids_padding_mask, memory, mask, pos, attn_layer, attn_mode)
+        vocabulary head is the decoder's most expensive part), plus the requested cross-attention. ``record``: a
+        ``transformer.AttentionRecord`` that keeps the decoder's attention probabilities."""
+        hs, attn = self.transformer.decode(ids, ids_padding_mask, memory, mask, pos, attn_layer, attn_mode, record)
         return self.mlp(hs[:, -1:] if last_only else hs), attn
 
     def step(self, ids, cache):

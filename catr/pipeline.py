@@ -1,5 +1,6 @@
-"""Image folder -> <stem>.png (tiled per-token cross-attention), <stem>.npy (raw maps), <stem>.txt (caption) and
-<stem>.json (caption, one token label per map, grid, source image)."""
+"""Image folder -> <stem>.png (tiled per-token maps: cross-attention by default, or another ``catr.explain`` method),
+<stem>.npy (raw maps), <stem>.txt (caption) and <stem>.json (caption, one token label per map, grid, source image,
+how the maps were made)."""
 import json
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import torch
 from hw3io import (UserError, atomic_save_npy, atomic_write_text, check_readable, ensure_writable_dir, list_images,
                    load_rgb, progress, report, upsample)
 from .caption import create_model
-from .decode import Decoded, caption_image, cross_attention, greedy_decode_encoded, image_of
+from .decode import Decoded, beam_decode, greedy_decode_encoded, image_of
+from .explain import PERTURBATION, ExplainOptions, explain_maps
 from .preprocess import preprocess
 from .tokenizer import load_tokenizer
 from .visualize import plot_caption_attention
@@ -20,12 +22,15 @@ def tile_labels(tokenizer, ids, ended) -> list[str]:
 
 
 @torch.no_grad()
-def caption_batch(model, tokenizer, images, device, layer=-1, heads=False, beam=1, alpha=1.0, max_len=None
-                  ) -> list[tuple]:
+def caption_batch(model, tokenizer, images, device, layer=-1, heads=False, beam=1, alpha=1.0, max_len=None,
+                  explain: ExplainOptions | None = None, show_progress=False) -> list[tuple]:
     """Caption PIL images: (resized image, Decoded, caption text) each, in order. Greedy decoding runs images of
     one preprocessed size as one batch (backbone, encoder and decoder steps); beam search runs one image at a time,
-    its beams batched."""
+    its beams batched. The maps (``explain``, default attention) are then made image by image for the caption
+    chosen, reusing its encoded image."""
+    explain = explain or ExplainOptions()
     max_len = max_len or model.transformer.embeddings.position_embeddings.num_embeddings
+    start, end = tokenizer.start_id, tokenizer.end_id
     prepared = [preprocess(img, model.config.max_dim) for img in images]
     by_size = {}
     for i, (_, x, _) in enumerate(prepared):
@@ -35,27 +40,29 @@ def caption_batch(model, tokenizer, images, device, layer=-1, heads=False, beam=
         x = torch.cat([prepared[i][1] for i in group]).to(device)
         mask = torch.cat([prepared[i][2] for i in group]).to(device)
         if beam > 1:
-            decoded = [caption_image(model, x[j:j + 1], mask[j:j + 1], tokenizer.start_id, tokenizer.end_id, max_len,
-                                     layer, heads, beam, alpha) for j in range(len(group))]
+            decoded = [beam_decode(model, x[j:j + 1], mask[j:j + 1], start, end, beam, max_len, alpha)
+                       for j in range(len(group))]
         else:
             encoded = model.encode_image(x, mask)
-            decoded = []
-            for j, (ids, ended) in enumerate(greedy_decode_encoded(model, encoded, tokenizer.start_id,
-                                                                   tokenizer.end_id, max_len)):
-                maps = cross_attention(model, image_of(encoded, j), tokenizer.start_id, ids, ended, layer, heads)
-                decoded.append(Decoded(ids, ended, maps.cpu(), encoded[3]))
-        for i, out in zip(group, decoded):
-            results[i] = (prepared[i][0], out, tokenizer.decode(out.ids))
+            decoded = [(ids, ended, image_of(encoded, j))
+                       for j, (ids, ended) in enumerate(greedy_decode_encoded(model, encoded, start, end, max_len))]
+        for j, (i, (ids, ended, enc)) in enumerate(zip(group, decoded)):
+            maps = explain_maps(explain.method, model, x[j:j + 1], mask[j:j + 1], ids, ended, start, end,
+                                encoded=enc, layer=layer, heads=heads, masks=explain.masks, cells=explain.cells,
+                                seed=explain.seed, show_progress=show_progress)
+            results[i] = (prepared[i][0], Decoded(ids, ended, maps.cpu(), enc[3]), tokenizer.decode(ids))
     return results
 
 
-def caption_one(model, tokenizer, img, device, layer=-1, heads=False, max_len=None, beam=1, alpha=1.0):
+def caption_one(model, tokenizer, img, device, layer=-1, heads=False, max_len=None, beam=1, alpha=1.0,
+                explain: ExplainOptions | None = None):
     """Caption a PIL image. Returns (resized image, Decoded, caption text)."""
-    return caption_batch(model, tokenizer, [img], device, layer, heads, beam, alpha, max_len)[0]
+    return caption_batch(model, tokenizer, [img], device, layer, heads, beam, alpha, max_len, explain)[0]
 
 
-def write_outputs(output_dir: Path, stem: str, small, out, text: str, labels: list[str], source=None, layer=-1
-                  ) -> Path:
+def write_outputs(output_dir: Path, stem: str, small, out, text: str, labels: list[str], source=None, layer=-1,
+                  how: dict | None = None) -> Path:
+    """``how``: the method's entries for the JSON (``ExplainOptions.meta``; default: attention)."""
     maps = out.maps
     size = (small.height, small.width)
     heat = upsample(maps.mean(1) if maps.dim() == 4 else maps, size).numpy()
@@ -64,8 +71,10 @@ def write_outputs(output_dir: Path, stem: str, small, out, text: str, labels: li
     atomic_save_npy(output_dir / f"{stem}.npy", maps.numpy())
     atomic_write_text(output_dir / f"{stem}.txt", text + "\n")
     # What the report needs to redraw and read the tiles: one label per map, in order, and the source image.
+    how = how or {"method": "attention"}
     meta = {"caption": text, "tokens": labels, "grid": list(out.grid), "size": [small.width, small.height],
-            "layer": layer, "image": str(Path(source).resolve()) if source else None}
+            "layer": layer if how["method"] == "attention" else None,
+            "image": str(Path(source).resolve()) if source else None, **how}
     atomic_write_text(output_dir / f"{stem}.json", json.dumps(meta, indent=1) + "\n")
     return png
 
@@ -74,8 +83,15 @@ BATCH = 16  # images loaded and captioned together (greedy decoding batches thos
 
 
 def caption_folder(images, output_dir, *, checkpoint=None, version="v3", url=None, vocab=None, layer=-1, heads=False,
-                   device="cpu", model=None, tokenizer=None, beam=1, alpha=1.0) -> list[Path]:
-    """Caption every image of a folder. Everything that can fail on input is checked before anything is written."""
+                   device="cpu", model=None, tokenizer=None, beam=1, alpha=1.0, explain: ExplainOptions | None = None
+                   ) -> list[Path]:
+    """Caption every image of a folder. Everything that can fail on input is checked before anything is written.
+    ``explain`` (default: attention, the homework's maps) says which maps are drawn; methods other than attention
+    take seconds to minutes per image and run one image at a time."""
+    explain = explain or ExplainOptions()
+    explain.check()
+    if heads and explain.method != "attention":
+        raise UserError(f"--heads keeps per-head attention maps; --explain {explain.method} has none")
     paths = list_images(images)
     bad = check_readable(paths)
     if bad:
@@ -95,14 +111,16 @@ def caption_folder(images, output_dir, *, checkpoint=None, version="v3", url=Non
     if beam < 1:
         raise UserError(f"--beam must be at least 1, not {beam}")
     written = []
+    per_call = BATCH if explain.method == "attention" else 1  # slow maps: the bar moves image by image
     with progress(total=len(paths), desc="caption", unit="img") as bar:
-        for start in range(0, len(paths), BATCH):
-            chunk = paths[start:start + BATCH]
-            captioned = caption_batch(model, tokenizer, [load_rgb(p) for p in chunk], device, layer, heads, beam, alpha)
+        for start in range(0, len(paths), per_call):
+            chunk = paths[start:start + per_call]
+            captioned = caption_batch(model, tokenizer, [load_rgb(p) for p in chunk], device, layer, heads, beam, alpha,
+                                      explain=explain, show_progress=explain.method in PERTURBATION)
             for path, (small, out, text) in zip(chunk, captioned):
                 labels = tile_labels(tokenizer, out.ids, out.ended)
                 written.append(write_outputs(output_dir, path.stem, small, out, text, labels, source=path,
-                                             layer=layer))
+                                             layer=layer, how=explain.meta((small.height, small.width))))
                 report(bar, f"{path.name}: {text}")
                 bar.update(1)
     return written

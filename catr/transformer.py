@@ -6,17 +6,61 @@ the decoder owns BERT-style word + position embeddings, and a decoder layer can 
 probabilities. Tensors are sequence-first, (L, B, C), like the original. Only the pre-norm variant the
 released checkpoints use is implemented.
 
+With an ``AttentionRecord`` passed to ``encode``/``decode``, every attention is computed explicitly instead of by
+``nn.MultiheadAttention`` (same weights, same result up to float rounding) and its probabilities are kept with their
+autograd graph, so that gradients with respect to them can be taken (``catr.relevance``). Without one (the default)
+nothing changes.
+
 ``Transformer.step`` decodes one position at a time with a ``DecoderCache``: each layer's self-attention keys and
 values of the positions so far, and the memory's cross-attention keys and values, projected once per image. It
 computes what ``decode`` computes for the last position (the decoder is causal), in O(T) per token instead of
 O(T^2).
 """
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+@dataclass
+class AttentionRecord:
+    """Attention probabilities (B, heads, L, S) of every layer, in order, still in the autograd graph."""
+    encoder: list = field(default_factory=list)     # image-image, one per encoder layer
+    self_attn: list = field(default_factory=list)   # text-text (causal), one per decoder layer
+    cross_attn: list = field(default_factory=list)  # text-image, one per decoder layer
+
+
+def attention(mha: nn.MultiheadAttention, query, key, value, attn_mask=None, key_padding_mask=None, weights=None,
+              record: list | None = None):
+    """``mha(query, key, value)``: (output (L, B, C), probabilities or None); ``weights`` "mean" or "heads" asks
+    for them, (B, L, S) or (B, heads, L, S). Masks are boolean, True where attending is not allowed.
+
+    With ``record`` the attention is computed here instead, from ``mha``'s weights, and its probabilities
+    (B, heads, L, S) are appended to ``record``: ``nn.MultiheadAttention`` returns them as a view taken after the
+    output was computed, which no gradient flows through. No attention dropout on this path (it explains a model in
+    eval mode)."""
+    if record is None:
+        return mha(query=query, key=key, value=value, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
+                   need_weights=weights is not None, average_attn_weights=weights == "mean")
+    L, B, C = query.shape
+    h = mha.num_heads
+    w, b = mha.in_proj_weight, mha.in_proj_bias
+    q = _split_heads(F.linear(query.transpose(0, 1), w[:C], b[:C]), h)              # (B, h, L, hd)
+    k = _split_heads(F.linear(key.transpose(0, 1), w[C:2 * C], b[C:2 * C]), h)      # (B, h, S, hd)
+    v = _split_heads(F.linear(value.transpose(0, 1), w[2 * C:], b[2 * C:]), h)      # (B, h, S, hd)
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)                        # (B, h, L, S)
+    if attn_mask is not None:
+        scores = scores.masked_fill(attn_mask, float("-inf"))
+    if key_padding_mask is not None:
+        scores = scores.masked_fill(key_padding_mask[:, None, None], float("-inf"))
+    probs = scores.softmax(-1)
+    if torch.is_grad_enabled() and not probs.requires_grad:
+        probs.requires_grad_()  # nothing before it needs a gradient (frozen weights): still differentiable from here
+    record.append(probs)
+    out = mha.out_proj((probs @ v).transpose(1, 2).reshape(B, L, C)).transpose(0, 1)  # (L, B, C)
+    return out, None if weights is None else probs.mean(1) if weights == "mean" else probs
 
 
 class TransformerEncoderLayer(nn.Module):
@@ -31,11 +75,11 @@ class TransformerEncoderLayer(nn.Module):
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
 
-    def forward(self, src, src_key_padding_mask, pos):
+    def forward(self, src, src_key_padding_mask, pos, record: AttentionRecord | None = None):
         src2 = self.norm1(src)
         q = k = src2 + pos
-        src = src + self.dropout1(self.self_attn(q, k, value=src2, key_padding_mask=src_key_padding_mask,
-                                                 need_weights=False)[0])
+        src = src + self.dropout1(attention(self.self_attn, q, k, src2, key_padding_mask=src_key_padding_mask,
+                                            record=None if record is None else record.encoder)[0])
         src2 = self.norm2(src)
         return src + self.dropout2(self.linear2(self.dropout(F.relu(self.linear1(src2)))))
 
@@ -56,18 +100,17 @@ class TransformerDecoderLayer(nn.Module):
         self.dropout3 = nn.Dropout(dropout)
 
     def forward(self, tgt, memory, tgt_mask, tgt_key_padding_mask, memory_key_padding_mask, pos, query_pos,
-                cross_attn: str | None = None):
+                cross_attn: str | None = None, record: AttentionRecord | None = None):
         """``cross_attn``: None, "mean" or "heads" -> also return the cross-attention probabilities,
         (B, T, S) or (B, heads, T, S)."""
         tgt2 = self.norm1(tgt)
         q = k = tgt2 + query_pos
-        tgt = tgt + self.dropout1(self.self_attn(q, k, value=tgt2, attn_mask=tgt_mask,
-                                                 key_padding_mask=tgt_key_padding_mask, need_weights=False)[0])
+        tgt = tgt + self.dropout1(attention(self.self_attn, q, k, tgt2, tgt_mask, tgt_key_padding_mask,
+                                            record=None if record is None else record.self_attn)[0])
         tgt2 = self.norm2(tgt)
-        tgt2, weights = self.multihead_attn(query=tgt2 + query_pos, key=memory + pos, value=memory,
-                                            key_padding_mask=memory_key_padding_mask,
-                                            need_weights=cross_attn is not None,
-                                            average_attn_weights=cross_attn == "mean")
+        tgt2, weights = attention(self.multihead_attn, tgt2 + query_pos, memory + pos, memory,
+                                  key_padding_mask=memory_key_padding_mask, weights=cross_attn,
+                                  record=None if record is None else record.cross_attn)
         tgt = tgt + self.dropout2(tgt2)
         tgt2 = self.norm3(tgt)
         tgt = tgt + self.dropout3(self.linear2(self.dropout(F.relu(self.linear1(tgt2)))))
@@ -129,9 +172,9 @@ class TransformerEncoder(nn.Module):
         self.layers = _clones(layer, num_layers)
         self.norm = norm
 
-    def forward(self, src, src_key_padding_mask, pos):
+    def forward(self, src, src_key_padding_mask, pos, record=None):
         for layer in self.layers:
-            src = layer(src, src_key_padding_mask, pos)
+            src = layer(src, src_key_padding_mask, pos, record)
         return self.norm(src)
 
 
@@ -142,13 +185,13 @@ class TransformerDecoder(nn.Module):
         self.norm = norm
 
     def forward(self, tgt, memory, tgt_mask, tgt_key_padding_mask, memory_key_padding_mask, pos, query_pos,
-                attn_layer: int | None = None, attn_mode: str = "mean"):
+                attn_layer: int | None = None, attn_mode: str = "mean", record=None):
         """Returns (normed output (T, B, C), cross-attention of layer ``attn_layer`` or None)."""
         attn = None
         keep = None if attn_layer is None else attn_layer % len(self.layers)
         for i, layer in enumerate(self.layers):
             tgt, w = layer(tgt, memory, tgt_mask, tgt_key_padding_mask, memory_key_padding_mask, pos, query_pos,
-                           cross_attn=attn_mode if i == keep else None)
+                           cross_attn=attn_mode if i == keep else None, record=record)
             if i == keep:
                 attn = w
         return self.norm(tgt), attn
@@ -185,20 +228,22 @@ class Transformer(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
 
-    def encode(self, src, mask, pos):
+    def encode(self, src, mask, pos, record: AttentionRecord | None = None):
         """src, pos (B, C, H, W), mask (B, H, W) -> memory (HW, B, C), flat mask (B, HW), flat pos (HW, B, C)."""
         src = src.flatten(2).permute(2, 0, 1)
         pos = pos.flatten(2).permute(2, 0, 1)
         mask = mask.flatten(1)
-        return self.encoder(src, mask, pos), mask, pos
+        return self.encoder(src, mask, pos, record), mask, pos
 
-    def decode(self, ids, ids_padding_mask, memory, mask, pos, attn_layer=None, attn_mode="mean"):
+    def decode(self, ids, ids_padding_mask, memory, mask, pos, attn_layer=None, attn_mode="mean",
+               record: AttentionRecord | None = None):
         """ids (B, T) -> (hidden (B, T, C), cross-attention of ``attn_layer``: (B, T, HW) or (B, heads, T, HW))."""
         T = ids.shape[1]
         tgt = self.embeddings(ids).permute(1, 0, 2)
         query_pos = self.embeddings.position_embeddings.weight[:T, None]  # (T, 1, C), broadcast over batch
         causal = torch.ones(T, T, dtype=torch.bool, device=ids.device).triu(1)  # True = may not attend
-        hs, attn = self.decoder(tgt, memory, causal, ids_padding_mask, mask, pos, query_pos, attn_layer, attn_mode)
+        hs, attn = self.decoder(tgt, memory, causal, ids_padding_mask, mask, pos, query_pos, attn_layer, attn_mode,
+                                record)
         return hs.permute(1, 0, 2), attn
 
     def start_cache(self, memory, mask, pos) -> DecoderCache:

@@ -1,9 +1,12 @@
-"""Test models for CATR: a tiny random-weight CATR of the same architecture family, a generated vocabulary and
-five images named like the course's test images."""
+"""Test models for CATR: a tiny random-weight CATR of the same architecture family, a generated vocabulary,
+five images named like the course's test images, and stand-ins for the perturbation explanations."""
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from catr.caption import build_model
@@ -46,3 +49,47 @@ def write_images(directory, seed=0) -> Path:
         d.ellipse((x, y, x + w // 3, y + h // 3), fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
         img.save(directory / name)
     return directory
+
+
+class FakePerturbation:
+    """Stand-ins for ``explanations.perturbation`` (written elsewhere): the same signatures, simple bodies, and the
+    calls recorded."""
+
+    def __init__(self):
+        self.calls = []
+
+    def rise(self, score_fn, image, *, masks=1000, cells=8, p=0.5, batch=50, seed=0, baseline=None, valid=None,
+             show_progress=False):
+        self.calls.append(dict(method="rise", masks=masks, cells=cells, seed=seed, valid=valid, image=image))
+        g = torch.Generator().manual_seed(seed)
+        coarse = (torch.rand(masks, 1, cells, cells, generator=g) < p).float()
+        m = F.interpolate(coarse, size=image.shape[-2:], mode="nearest")  # (N, 1, H, W)
+        scores = score_fn(image[None] * m)  # (N, K)
+        maps = torch.einsum("nk,nhw->khw", scores.float(), m[:, 0]) / masks
+        return types.SimpleNamespace(maps=maps, seed=seed)  # as explanations.perturbation.RiseMaps holds them
+
+    def occlusion(self, score_fn, image, *, cell, stride=None, batch=64, baseline=None, valid=None,
+                  show_progress=False):
+        self.calls.append(dict(method="occlusion", cell=cell, valid=valid, image=image))
+        base = score_fn(image[None])[0]
+        out = torch.zeros(len(base), *image.shape[-2:])
+        for top in range(0, image.shape[-2], cell):
+            for left in range(0, image.shape[-1], cell):
+                hidden = image.clone()
+                hidden[:, top:top + cell, left:left + cell] = 0
+                out[:, top:top + cell, left:left + cell] = (base - score_fn(hidden[None])[0]).float()[:, None, None]
+        return out
+
+    @staticmethod
+    def to_grid(pixel_maps, grid):
+        return F.adaptive_avg_pool2d(torch.as_tensor(pixel_maps)[None], grid)[0]
+
+
+def install_fake_explanations(monkeypatch) -> FakePerturbation:
+    """Make ``from explanations.perturbation import rise, occlusion, to_grid`` give the stand-ins."""
+    fake = FakePerturbation()
+    module = types.ModuleType("explanations.perturbation")
+    module.rise, module.occlusion, module.to_grid = fake.rise, fake.occlusion, fake.to_grid
+    monkeypatch.setitem(sys.modules, "explanations", types.ModuleType("explanations"))
+    monkeypatch.setitem(sys.modules, "explanations.perturbation", module)
+    return fake

@@ -1,14 +1,19 @@
 """catr/pipeline.py and hw3_2.sh, end to end on generated images and a small random CATR."""
+import json
 import math
+import shutil
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from catr.explain import METHODS, ExplainOptions
 from catr.pipeline import caption_folder, caption_one
+from catr.preprocess import preprocess
+from catr.relevance import caption_sequence, relevance_maps
 from catr.tokenizer import CaptionTokenizer
-from catr_tiny import IMAGES, tiny_config, tiny_model, write_images, write_vocab
+from catr_tiny import IMAGES, install_fake_explanations, tiny_config, tiny_model, write_images, write_vocab
 from helpers import assert_one_line_error, run
 from hw3io import UserError
 
@@ -72,6 +77,9 @@ def test_input_errors(assets, tmp_path):
         caption_folder(tmp_path / "nope", tmp_path / "o", model=assets["model"], vocab=assets["vocab"])
     with pytest.raises(UserError, match="layer 5 out of range"):
         caption_folder(assets["images"], tmp_path / "o", model=assets["model"], vocab=assets["vocab"], layer=5)
+    with pytest.raises(UserError, match="--explain relevance has none"):
+        caption_folder(assets["images"], tmp_path / "o", model=assets["model"], vocab=assets["vocab"], heads=True,
+                       explain=ExplainOptions("relevance"))
     d = tmp_path / "dupes"
     d.mkdir()
     Image.new("RGB", (20, 20)).save(d / "a.jpg")
@@ -120,3 +128,66 @@ def test_a_bad_catr_beam_is_a_usage_error_not_a_traceback(tmp_path):
                    CATR_BEAM=value)
         assert proc.returncode == 2
         assert_one_line_error(proc, f"$CATR_BEAM) must be a whole number of at least 1, not '{value}'")
+
+
+@pytest.fixture(scope="module")
+def fast_model():
+    # The tiny preset's CNN at 96 px (12 x 12 cells at most) and captions of 11 tokens at most: fewer tiles to draw
+    # (seed 3: beam search and greedy decoding disagree)
+    return tiny_model(seed=3, backbone="convnet", max_dim=96, max_position_embeddings=12)
+
+
+def test_every_explain_method_writes_the_files_attention_writes(assets, fast_model, tmp_path, monkeypatch):
+    install_fake_explanations(monkeypatch)  # rise and occlusion through stand-ins of the shared package
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("bike.jpg", "ski.jpg"):  # two sizes: two greedy batches
+        shutil.copy(assets["images"] / name, images / name)
+    options = {"attention": ExplainOptions(), "relevance": ExplainOptions("relevance"),
+               "rise": ExplainOptions("rise", masks=3, cells=2, seed=4),
+               "occlusion": ExplainOptions("occlusion", cells=2)}
+    assert sorted(options) == sorted(METHODS)
+    for method, explain in options.items():
+        caption_folder(images, tmp_path / method, model=fast_model, vocab=assets["vocab"], explain=explain)
+    ref = tmp_path / "attention"
+    for method in options:
+        out = tmp_path / method
+        assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in ref.iterdir())
+        for stem in ("bike", "ski"):
+            meta, ref_meta = (json.loads((d / f"{stem}.json").read_text()) for d in (out, ref))
+            assert meta["method"] == method and meta["caption"] == ref_meta["caption"]
+            assert meta["tokens"] == ref_meta["tokens"] and meta["grid"] == ref_meta["grid"]
+            maps = np.load(out / f"{stem}.npy")
+            assert maps.shape == np.load(ref / f"{stem}.npy").shape and np.isfinite(maps).all()
+            assert Image.open(out / f"{stem}.png").size == Image.open(ref / f"{stem}.png").size
+            assert meta["layer"] == (-1 if method == "attention" else None)
+    rise = json.loads((tmp_path / "rise" / "ski.json").read_text())
+    assert (rise["masks"], rise["cells"], rise["seed"]) == (3, 2, 4)
+
+
+def test_explanations_explain_the_beam_caption(assets, fast_model):
+    tok = CaptionTokenizer(assets["vocab"])
+    img = Image.open(assets["images"] / "girl.png").convert("RGB")
+    small, dec, text = caption_one(fast_model, tok, img, "cpu", beam=3, explain=ExplainOptions("relevance"))
+    assert dec.ids != caption_one(fast_model, tok, img, "cpu")[1].ids
+    _, x, mask = preprocess(img, fast_model.config.max_dim)
+    seq = caption_sequence(tok.start_id, tok.end_id, dec.ids, dec.ended)
+    assert torch.equal(dec.maps, relevance_maps(fast_model, x, mask, seq))
+
+
+def test_explain_flag(assets, tmp_path):
+    from p2_caption_attn import get_args_parser
+    for method in METHODS:  # the script lists its choices without importing torch: the same ones
+        a = get_args_parser().parse_args(["--images", "i", "--output-dir", "o", "--explain", method])
+        assert (a.explain, a.masks, a.cells, a.seed) == (method, 1000, 8, 0)
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(assets["images"] / "ski.jpg", images / "ski.jpg")
+    args = ["python3", "p2_caption_attn.py", "--images", str(images), "--checkpoint", str(assets["ckpt"]),
+            "--vocab", str(assets["vocab"])]
+    proc = run([*args, "--output-dir", str(tmp_path / "o"), "--explain", "relevance"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "o" / "ski.json").read_text())["method"] == "relevance"
+    assert np.load(tmp_path / "o" / "ski.npy").shape[1:] == (19, 19)
+    proc = run([*args, "--output-dir", str(tmp_path / "x"), "--explain", "gradcam"])
+    assert proc.returncode == 2 and "invalid choice: 'gradcam'" in proc.stderr
