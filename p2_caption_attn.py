@@ -64,12 +64,17 @@ def main(argv=None):
     beam = beam_width(a.beam)
     from catr.explain import ExplainOptions
     from catr.pipeline import caption_folder
-    from hw3io import pick_device
     explain = ExplainOptions(a.explain, masks=a.masks, cells=a.cells, seed=a.seed)
-    written = caption_folder(a.images, a.output_dir, checkpoint=a.checkpoint, version=a.version, url=a.checkpoint_url,
-                             vocab=a.vocab, layer=a.layer, heads=a.heads, device=pick_device(a.device, say_cpu=True),
-                             beam=beam, alpha=a.length_penalty, explain=explain)
-    print(f"wrote {len(written)} PNG(s) to {a.output_dir}")
+    done = caption_folder(a.images, a.output_dir, checkpoint=a.checkpoint, version=a.version, url=a.checkpoint_url,
+                          vocab=a.vocab, layer=a.layer, heads=a.heads, device=a.device, beam=beam,
+                          alpha=a.length_penalty, explain=explain)
+    print(f"wrote {len(done.written)} PNG(s) to {a.output_dir}")
+    for path in done.partial:
+        print(f"warning: {path} is truncated: captioned from the part that decodes", file=sys.stderr)
+    if done.unreadable:
+        print(f"error: {len(done.unreadable)} image(s) do not decode and have no output in {a.output_dir} (every "
+              f"other image has its PNG): {'; '.join(r for _, r in done.unreadable)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -2,13 +2,14 @@
 <stem>.npy (raw maps), <stem>.txt (caption) and <stem>.json (caption, one token label per map, grid, source image,
 how the maps were made)."""
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from hw3io import (UserError, atomic_save_npy, atomic_write_text, check_readable, ensure_writable_dir, list_images,
-                   load_rgb, progress, report, upsample)
+                   load_partial_rgb, load_rgb, pick_device, progress, report, upsample)
 from .caption import create_model
 from .decode import Decoded, beam_decode, greedy_decode_encoded, image_of
 from .explain import PERTURBATION, ExplainOptions, explain_maps
@@ -82,27 +83,44 @@ def write_outputs(output_dir: Path, stem: str, small, out, text: str, labels: li
 BATCH = 16  # images loaded and captioned together (greedy decoding batches those of one size)
 
 
+@dataclass
+class CaptionedFolder:
+    """What ``caption_folder`` did: ``written`` PNGs, ``unreadable`` (path, reason) files with nothing to decode (no
+    output), ``partial``: truncated files captioned from the part that decodes."""
+    written: list
+    unreadable: list
+    partial: list
+
+
 def caption_folder(images, output_dir, *, checkpoint=None, version="v3", url=None, vocab=None, layer=-1, heads=False,
                    device="cpu", model=None, tokenizer=None, beam=1, alpha=1.0, explain: ExplainOptions | None = None
-                   ) -> list[Path]:
-    """Caption every image of a folder. Everything that can fail on input is checked before anything is written.
-    ``explain`` (default: attention, the homework's maps) says which maps are drawn; methods other than attention
-    take seconds to minutes per image and run one image at a time."""
+                   ) -> CaptionedFolder:
+    """Caption every image of a folder that decodes; a truncated one from the part that decodes. Everything else
+    that can fail on input is checked before anything is written (and before ``device``, when a name such as
+    "auto", says it falls back to the CPU). ``explain`` (default: attention, the homework's maps) says which maps
+    are drawn; methods other than attention take seconds to minutes per image and run one image at a time."""
     explain = explain or ExplainOptions()
     explain.check()
     if heads and explain.method != "attention":
         raise UserError(f"--heads keeps per-head attention maps; --explain {explain.method} has none")
     paths = list_images(images)
-    bad = check_readable(paths)
-    if bad:
-        raise UserError(f"{len(bad)} unreadable image(s), nothing written: {', '.join(p.name for p, _ in bad)}")
+    unreadable, partial = [], set()
+    for path, reason in check_readable(paths):
+        try:
+            load_partial_rgb(path)
+            partial.add(path)
+        except UserError:
+            unreadable.append((path, reason))
+    if len(unreadable) == len(paths):
+        raise UserError(f"no image of {images} decodes: {'; '.join(r for _, r in unreadable[:3])}")
+    paths = [p for p in paths if p not in dict(unreadable)]
     output_dir = ensure_writable_dir(output_dir)
     stems = [p.stem for p in paths]
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:
         raise UserError(f"images share a name stem and would overwrite each other's PNG: {', '.join(dupes)}")
     tokenizer = tokenizer or load_tokenizer(vocab)
-    model = (model or create_model(version, checkpoint, url=url)).to(device).eval()
+    model = model or create_model(version, checkpoint, url=url)
     if tokenizer.vocab_size != model.mlp.layers[-1].out_features:
         raise UserError(f"vocabulary has {tokenizer.vocab_size} tokens, the model {model.mlp.layers[-1].out_features}")
     n_layers = len(model.transformer.decoder.layers)
@@ -110,12 +128,15 @@ def caption_folder(images, output_dir, *, checkpoint=None, version="v3", url=Non
         raise UserError(f"--layer {layer} out of range for {n_layers} decoder layers")
     if beam < 1:
         raise UserError(f"--beam must be at least 1, not {beam}")
+    device = pick_device(device, say_cpu=True) if isinstance(device, str) else device
+    model = model.to(device).eval()
     written = []
     per_call = BATCH if explain.method == "attention" else 1  # slow maps: the bar moves image by image
     with progress(total=len(paths), desc="caption", unit="img") as bar:
         for start in range(0, len(paths), per_call):
             chunk = paths[start:start + per_call]
-            captioned = caption_batch(model, tokenizer, [load_rgb(p) for p in chunk], device, layer, heads, beam, alpha,
+            loaded = [load_partial_rgb(p) if p in partial else load_rgb(p) for p in chunk]
+            captioned = caption_batch(model, tokenizer, loaded, device, layer, heads, beam, alpha,
                                       explain=explain, show_progress=explain.method in PERTURBATION)
             for path, (small, out, text) in zip(chunk, captioned):
                 labels = tile_labels(tokenizer, out.ids, out.ended)
@@ -123,4 +144,4 @@ def caption_folder(images, output_dir, *, checkpoint=None, version="v3", url=Non
                                              layer=layer, how=explain.meta((small.height, small.width))))
                 report(bar, f"{path.name}: {text}")
                 bar.update(1)
-    return written
+    return CaptionedFolder(written, unreadable, sorted(partial))

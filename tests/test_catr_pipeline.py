@@ -59,17 +59,22 @@ def test_heads_and_layer_flags(assets, tmp_path):
     assert np.load(tmp_path / "ski.npy").shape[1:] == (4, 19, 19)
 
 
-def test_bad_images_listed_and_nothing_written(assets, tmp_path):
+def test_hw3_2_captions_what_decodes_and_fails_naming_the_rest(assets, tmp_path):
+    """A grader's folder with a broken and a truncated image still gets every PNG it can have."""
     images = tmp_path / "imgs"
     images.mkdir()
     Image.new("RGB", (50, 40)).save(images / "ok.jpg")
+    good = (assets["images"] / "ski.jpg").read_bytes()
+    (images / "cut.jpg").write_bytes(good[:len(good) * 2 // 3])
     (images / "broken.jpg").write_bytes(b"\xff\xd8garbage")
     (images / "empty.png").write_bytes(b"")
     out = tmp_path / "out"
-    proc = run(["python3", "p2_caption_attn.py", "--images", str(images), "--output-dir", str(out),
-                "--checkpoint", str(assets["ckpt"]), "--vocab", str(assets["vocab"])])
-    assert_one_line_error(proc, "broken.jpg", "empty.png", "2 unreadable")
-    assert not out.exists()
+    proc = run(["bash", "hw3_2.sh", str(images), str(out)], CATR_CHECKPOINT=str(assets["ckpt"]),
+               CATR_VOCAB=str(assets["vocab"]))
+    assert proc.returncode == 1
+    assert_one_line_error(proc, "2 image(s) do not decode", "broken.jpg", "empty.png")
+    assert "warning: " in proc.stderr and "cut.jpg is truncated" in proc.stderr
+    assert sorted(p.name for p in out.glob("*.png")) == ["cut.png", "ok.png"]
 
 
 def test_input_errors(assets, tmp_path):
@@ -89,6 +94,7 @@ def test_input_errors(assets, tmp_path):
     proc = run(["python3", "p2_caption_attn.py", "--images", str(assets["images"]), "--output-dir",
                 str(tmp_path / "o2"), "--vocab", str(tmp_path / "missing-vocab.txt")])
     assert_one_line_error(proc, "vocabulary file not found")
+    assert proc.stderr.startswith("error: ")  # before any note that the run would fall back to the CPU
 
 
 def test_a_batch_of_same_size_images_captions_as_one_at_a_time(assets):
