@@ -20,6 +20,10 @@ def get_args_parser():
     g.add_argument("--p2-captions", default=None,
                    help="ground truth: lines '<file name> <caption>' (e.g. five per image), or a COCO captions .json "
                         "(optional); shown beside each caption and scored (BLEU, ROUGE-L, CIDEr-D; METEOR with Java)")
+    g = p.add_argument_group("Can the maps be trusted? (both optional)")
+    g.add_argument("--p1-pointing", default=None, help="the --json of python3 -m vitpet.pointing (with --faithfulness "
+                   "for the deletion, insertion and randomisation columns)")
+    g.add_argument("--p2-pointing", default=None, help="the --json of python3 -m catr.pointing")
     g = p.add_argument_group("Output")
     g.add_argument("--output", default="report_out",
                    help="folder for report.md/.html/.pdf and figures/ (default: report_out)")
@@ -35,6 +39,7 @@ def main(argv=None):
     ensure_writable_dir(a.output)
     r = build_report(a.p1_run, a.output, val_dir=a.val_dir, compare=a.compare, attn_images=a.attn_images,
                      p2_dir=a.p2_dir, p2_captions=a.p2_captions, class_names=a.class_names,
+                     pointing={"Problem 1": a.p1_pointing, "Problem 2": a.p2_pointing},
                      device=pick_device(a.device), pdf=not a.no_pdf)
     print(f"val accuracy {r['accuracy']:.4f}; report built in {r['seconds']:.0f} s")
     print(f"wrote {r['md']}, {r['html']} and {len(r['figures'])} figures")

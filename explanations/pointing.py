@@ -196,3 +196,36 @@ def legend(baseline: dict) -> str:
                  "for the random row; randomisation: Spearman rank correlation with the same method's maps from a "
                  "model with randomised weights (Adebayo et al. 2018; near 1: the map ignores the model)")
     return text
+
+
+def save(path, rows: dict, baseline: dict, unit: str) -> None:
+    """The table's numbers as JSON (``rows``: name -> ``score``; ``baseline``; ``unit``), for the report."""
+    import json
+    from hw3io import atomic_write_text
+    keep = lambda d: {k: v for k, v in d.items() if k != "per_class"}  # noqa: E731
+    atomic_write_text(path, json.dumps({"rows": {n: keep(r) for n, r in rows.items()}, "baseline": keep(baseline),
+                                        "unit": unit}, indent=1) + "\n")
+
+
+def findings(rows: dict, baseline: dict, homework: str | None = None) -> list[str]:
+    """Sentences that state only what the table shows: the best pointing map against the homework's and the
+    baselines; with the faithfulness columns, the most faithful map by deletion and which maps fail the
+    randomisation check (correlation 0.3 or more)."""
+    f = "{:.3f}".format
+    best = max(rows, key=lambda n: rows[n]["maps"])
+    out = [f"Strict pointing is highest for {best} ({f(rows[best]['maps'])}); the image centre scores "
+           f"{f(baseline['centre'])} and a random point {f(baseline['random'])}."]
+    if homework in rows and homework != best:
+        out.append(f"The homework's map ({homework}) scores {f(rows[homework]['maps'])} strict, "
+                   f"{f(rows[homework]['tolerance'])} with TorchRay's tolerance.")
+    if all("deletion" in r for r in rows.values()):
+        faithful = min(rows, key=lambda n: rows[n]["deletion"])
+        out.append(f"Deletion (lower: the decision falls faster as the map's pixels go) is lowest for {faithful} "
+                   f"({f(rows[faithful]['deletion'])}); a random order gives {f(baseline['random_deletion'])}"
+                   + (f", the homework's map {f(rows[homework]['deletion'])}." if homework in rows else "."))
+        failing = [n for n, r in rows.items() if r["randomisation"] >= 0.3]
+        out.append("Every map changes when the model's weights are randomised (rank correlation below 0.3)."
+                   if not failing else
+                   f"Maps that barely change when the weights are randomised (rank correlation 0.3 or more): "
+                   f"{', '.join(failing)}; they show the image more than the model.")
+    return out

@@ -185,8 +185,40 @@ def section_p2(p2_dir, refs, figs):
     return blocks
 
 
+def section_trust(pointing: dict) -> list:
+    """The pointing game and the faithfulness checks of every map, per problem, from the pointing tools' --json,
+    with only the statements the numbers support (``explanations.pointing.findings``)."""
+    from explanations.pointing import FAITHFULNESS, findings
+    from hw3io import read_json
+    given = {problem: path for problem, path in pointing.items() if path}
+    if not given:
+        return []
+    blocks = [("h", 2, "Can the maps be trusted?"),
+              ("p", "Each map is scored for pointing (does its peak land on the object; strict, TorchRay's 15 px "
+                    "tolerance on the original image, mass in the object) and, where computed, for faithfulness "
+                    "(deletion and insertion areas of the explained decision, Petsiuk et al. 2018) and sanity (rank "
+                    "correlation with the maps of a randomly re-initialised model, Adebayo et al. 2018).")]
+    for problem, path in given.items():
+        saved = read_json(path, f"{problem} pointing results")
+        rows, base = saved["rows"], saved["baseline"]
+        extra = all("deletion" in r for r in rows.values())
+        head = ["map", "strict", "tolerance", "mass in object", *(["deletion", "insertion", "randomisation"]
+                                                                  if extra else []), saved.get("unit", "count")]
+        f = "{:.3f}".format
+        body = [[n, f(r["maps"]), f(r["tolerance"]), f(r["mass"]), *([f(r[k]) for k in FAITHFULNESS] if extra
+                                                                       else []), r["count"]] for n, r in rows.items()]
+        body += [["image centre", f(base["centre"]), f(base["centre_tolerance"]), "-", *(["-"] * 3 if extra else []),
+                  base["count"]],
+                 ["random point", f(base["random"]), f(base["random_tolerance"]), f(base["uniform_mass"]),
+                  *([f(base["random_deletion"]), f(base["random_insertion"]), "-"] if extra else []), base["count"]]]
+        homework = next((n for n in rows if "homework" in n or "hw3_2.sh" in n), None)
+        blocks += [("h", 3, problem), ("table", head, body),
+                   *[("p", line) for line in findings(rows, base, homework)]]
+    return blocks
+
+
 def build_report(p1_run, output, *, val_dir, compare=(), attn_images=None, p2_dir=None, p2_captions=None,
-                 class_names=None, device="cpu", pdf=True) -> dict:
+                 class_names=None, device="cpu", pdf=True, pointing=None) -> dict:
     """Write report.md, report.html, figures/*.png and (with Chromium) report.pdf into ``output``."""
     output = Path(output)
     runs = [evidence.load_run(p1_run)] + [evidence.load_run(d) for d in compare]
@@ -197,6 +229,10 @@ def build_report(p1_run, output, *, val_dir, compare=(), attn_images=None, p2_di
     missing = [str(p) for p in attn_images if not Path(p).is_file()]
     if missing:
         raise UserError(f"attention image(s) not found: {', '.join(missing)} (pass --attn-images)")
+    from hw3io import read_json
+    for problem, path in (pointing or {}).items():  # a bad results file is said before the long part
+        if path:
+            read_json(path, f"{problem} pointing results")
     figs = output / "figures"
     t0 = time.time()
     blocks, model, config, targets, preds, acc = section_1a(runs[0], val_dir, device, figs)
@@ -206,6 +242,7 @@ def build_report(p1_run, output, *, val_dir, compare=(), attn_images=None, p2_di
     blocks += section_3(model, config, attn_images, names, device, figs)
     if p2_dir is not None:
         blocks += section_p2(p2_dir, read_captions(p2_captions), figs)
+    blocks += section_trust(pointing or {})
     blocks = [("h", 1, "DLCV HW3 report: evidence")] + blocks
     paths = render.write_all(blocks, output, "DLCV HW3 report", pdf=pdf)
     return {**paths, "accuracy": acc, "seconds": time.time() - t0, "figures": sorted(figs.glob("*.png"))}

@@ -123,3 +123,41 @@ def test_report_renders_in_a_real_browser(built):
 def test_markdown_tables_align_and_escape():
     from hw3io import markdown_table
     assert markdown_table(("map", "rate"), [("a|b", 0.5)], "lr") == "| map | rate |\n| --- | ---: |\n| a\\|b | 0.5 |"
+
+
+def _row(maps, deletion=None, randomisation=None):
+    row = {"maps": maps, "tolerance": maps, "mass": 0.5, "count": 10}
+    if deletion is not None:
+        row.update(deletion=deletion, insertion=0.4, randomisation=randomisation)
+    return row
+
+
+def test_trust_findings_state_only_what_the_numbers_show():
+    from explanations.pointing import findings
+    base = {"centre": 0.0, "random": 0.1, "centre_tolerance": 0.8, "random_tolerance": 0.3, "uniform_mass": 0.1,
+            "random_deletion": 0.28, "random_insertion": 0.39, "count": 10}
+    rows = {"attention, layer 3 (last: the homework's map)": _row(0.87, 0.078, -0.06),
+            "attention, mean of the layers": _row(0.97, 0.072, -0.17),
+            "edges": _row(0.50, 0.20, 0.95)}
+    text = " ".join(findings(rows, base, "attention, layer 3 (last: the homework's map)"))
+    assert "highest for attention, mean of the layers (0.970)" in text and "centre scores 0.000" in text
+    assert "The homework's map (attention, layer 3 (last: the homework's map)) scores 0.870 strict" in text
+    assert "lowest for attention, mean of the layers (0.072)" in text and "random order gives 0.280" in text
+    assert "0.3 or more): edges" in text and "Every map changes" not in text
+    rows.pop("edges")
+    assert "Every map changes when the model's weights are randomised" in " ".join(findings(rows, base))
+    assert not any("eletion" in line for line in findings({"a": _row(0.5)}, base))  # no column, no claim
+
+
+def test_report_shows_the_saved_pointing_tables(tmp_path):
+    from explanations.pointing import save
+    from report.build import section_trust
+    base = {"centre": 0.0, "random": 0.1, "centre_tolerance": 0.8, "random_tolerance": 0.3, "uniform_mass": 0.1,
+            "count": 10, "classes": 3, "per_class": {"a": 1.0}}
+    rows = {"attention, layer 1 (last: the homework's map)": dict(_row(0.8), **base), "rollout": dict(_row(0.9),
+                                                                                                       **base)}
+    save(tmp_path / "p1.json", rows, base, "images")
+    blocks = section_trust({"Problem 1": str(tmp_path / "p1.json"), "Problem 2": None})
+    tables = [b for b in blocks if b[0] == "table"]
+    assert len(tables) == 1 and [r[0] for r in tables[0][2]] == [*rows, "image centre", "random point"]
+    assert any(b[0] == "p" and "highest for rollout (0.900)" in b[1] for b in blocks)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from hw3io import UserError, list_images, load_rgb, place, progress, read_json, run_cli
-from explanations.pointing import legend, score, table
+from explanations.pointing import legend, save, score, table
 from explanations.targets import target_mask
 from .attention import capture_attention, has_class_token, patch_grid, query_to_patches, rollout, to_grid
 from .data import build_view_transform, has_labels, parse_label
@@ -213,6 +213,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="seed of the masks, the random rankings and the randomised "
                    "model (default: 0)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cuda or cpu")
+    p.add_argument("--json", default=None, help="also write the table's numbers here (hw3_report.py --p1-pointing)")
     a = p.parse_args(argv)
     if a.limit is not None and a.limit < 1:
         raise UserError(f"--limit must be at least 1, not {a.limit}")
@@ -230,6 +231,8 @@ def main(argv=None):
                             cells=a.cells, seed=a.seed, show_progress=True)
     print(format_table(results))
     print(legend(next(iter(results.values()))))
+    if a.json:
+        save(a.json, results, next(iter(results.values())), "images")
 
 
 if __name__ == "__main__":
