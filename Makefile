@@ -31,10 +31,11 @@ grade: $(STAMP)
 
 # The report's evidence from the demo's outputs (offline): demo_out/report/report.{md,html,pdf}.
 report: $(STAMP)
-	@[ -f demo_out/p1/best.safetensors ] && [ -f demo_out/p2/attn/scene_002001.json ] || bash scripts/demo.sh
+	@[ -f demo_out/p1/trust.json ] && [ -f demo_out/p2/attn/scene_002001.json ] || bash scripts/demo.sh
 	python3 hw3_report.py --p1-run demo_out/p1 --val-dir demo_out/data/val --p2-dir demo_out/p2/attn \
 	  --p2-captions demo_out/world/val/captions.json \
-	  --attn-images $$(ls demo_out/data/val/*.jpg | awk 'NR % 100 == 1' | head -n 3) --output demo_out/report
+	  --attn-images $$(ls demo_out/data/val/*.jpg | awk 'NR % 100 == 1' | head -n 3) --output demo_out/report \
+	  --p1-pointing demo_out/p1/trust.json $$([ -f demo_out/p2/trust.json ] && echo --p2-pointing demo_out/p2/trust.json)
 
 bench: $(STAMP)
 	python3 bench/bench_p1_inference.py

@@ -21,8 +21,16 @@ echo "== Problem 1: explain"
 python3 p1_visualize_pos.py --checkpoint "$out/p1/best.safetensors" --output "$out/p1/pos.png"
 imgs=$(ls "$out"/data/val/*.jpg | awk 'NR % 100 == 1' | head -n 3)
 python3 p1_visualize_attn.py --checkpoint "$out/p1/best.safetensors" --images $imgs --output-dir "$out/p1/attn"
-echo "== Problem 1: pointing game on val (does CLS attention peak on the object?)"
+echo "== Problem 1: maps of the decision itself beside the attention (relevance; RISE, 500 masks)"
+python3 p1_visualize_attn.py --checkpoint "$out/p1/best.safetensors" --images $imgs --method relevance \
+  --output-dir "$out/p1/relevance"
+python3 p1_visualize_attn.py --checkpoint "$out/p1/best.safetensors" --images $imgs --method rise --masks 500 \
+  --output-dir "$out/p1/rise"
+echo "== Problem 1: pointing game on val (does each map peak on the object?)"
 python3 -m vitpet.pointing --checkpoint "$out/p1/best.safetensors" --images "$out/data/val"
+echo "== Problem 1: can the maps be trusted? pointing, deletion/insertion, randomisation on 37 val images"
+python3 -m vitpet.pointing --checkpoint "$out/p1/best.safetensors" --images "$out/data/val" --faithfulness \
+  --limit 37 --masks 500 --json "$out/p1/trust.json"
 
 echo "== Problem 2: caption world (scenes of coloured shapes, COCO captions, object boxes)"
 python3 -m synth.captionworld "$out/world" --train 2000 --val 50
@@ -45,6 +53,8 @@ echo "Done (chance accuracy is 1/37 = 0.027). Outputs:"
 echo "  $out/p1/log.csv, curves.png, confusion.png   training log and plots"
 echo "  $out/p1/pred.csv                             hw3_1.sh predictions"
 echo "  $out/p1/pos.png, attn/*.png                 position-embedding similarity, CLS attention"
+echo "  $out/p1/relevance/*.png, rise/*.png         maps of the decision (relevance, RISE)"
+echo "  $out/p1/trust.json                           pointing and faithfulness of every map (for the report)"
 echo "  $out/p2/convnet.safetensors                  the pretrained ConvNet"
 echo "  $out/p2/log.csv, checkpoint.pth              tiny CATR training log and weights"
 echo "  $out/p2/attn/*.png                           per-token cross-attention tiles of held-out scenes"
