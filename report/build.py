@@ -1,5 +1,6 @@
 """``build_report``: gather every figure and number the homework report asks for, in the homework's order."""
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -105,17 +106,14 @@ def section_2(model, figs):
                         title=f"cosine similarity of position embeddings ({grid[0]}x{grid[1]} patches)")
     profile = evidence.pos_distance_profile(sim, grid)
     figures.plot_pos_profile(profile, figs / "pos_profile.png")
-    near = {rel: profile[(profile.relation == rel) & (profile.distance == 1)]["mean_cosine"] for rel in
-            ("same row", "same column")}
-    far = profile[profile.distance == profile.distance.max()]["mean_cosine"].mean()
-    table = profile[profile.distance <= max(grid)].pivot(index="distance", columns="relation", values="mean_cosine")
+    table = profile.pivot(index="distance", columns="relation", values="mean_cosine")
     table = table.reindex(columns=["same row", "same column", "elsewhere"])
     rows = [[int(d)] + [("" if np.isnan(v) else f"{v:.3f}") for v in r] for d, r in zip(table.index, table.values)]
-    text = (f"Measured over all {len(sim) * (len(sim) - 1)} ordered pairs of the {len(sim)} patch embeddings: "
-            f"neighbours in the same row have mean cosine "
-            f"{near['same row'].iloc[0]:.3f} and in the same column {near['same column'].iloc[0]:.3f}, "
-            f"the farthest pairs {far:.3f}. The curve below says how fast similarity falls with distance and "
-            "whether rows and columns are special.") if len(near["same row"]) and len(near["same column"]) else ""
+    text = (f"Measured over all {len(sim) * (len(sim) - 1)} ordered pairs of the {len(sim)} patch embeddings (the "
+            "table below holds every number quoted): the mean cosine of patches in the same row "
+            f"{evidence.profile_trend(profile, 'same row')}; in the same column "
+            f"{evidence.profile_trend(profile, 'same column')}; elsewhere "
+            f"{evidence.profile_trend(profile, 'elsewhere')}.")
     return [("h", 2, "Problem 1, question 2: position embeddings"),
             ("img", figs / "pos.png", "Map (r, c) is patch (r, c)'s cosine similarity to every patch."),
             ("p", text), ("img", figs / "pos_profile.png", "Mean cosine similarity against patch distance."),
@@ -124,6 +122,7 @@ def section_2(model, figs):
 
 def section_3(model, config, images, class_names, device, figs):
     from vitpet.attention import attention_maps
+    from vitpet.data import has_labels, parse_label
     from vitpet.explain import view_and_input
     rows = []
     for path in images:
@@ -133,15 +132,19 @@ def section_3(model, config, images, class_names, device, figs):
         with torch.no_grad():
             prob = model(x).softmax(-1)[0].cpu()
         heat = attention_maps(model, x)[0].cpu()
+        label = parse_label(path) if has_labels([path]) else None
         rows.append({"name": Path(path).name, "original": original, "view": view.permute(1, 2, 0).numpy(),
                      "heat": upsample(heat, tuple(view.shape[-2:])).numpy(),
-                     "pred": class_names[int(prob.argmax())], "prob": float(prob.max())})
+                     "pred": class_names[int(prob.argmax())], "prob": float(prob.max()),
+                     "true": None if label is None else class_names[label],
+                     "hit": None if label is None else int(prob.argmax()) == label})
     figures.plot_attention_rows(rows, figs / "attention.png")
     return [("h", 2, "Problem 1, question 3: last-layer CLS attention"),
             ("img", figs / "attention.png", "Original | last-layer CLS attention averaged over heads | overlay on "
-                                            "the image as the model saw it, with the predicted class."),
-            ("table", ["image", "predicted", "probability"],
-             [[r["name"], r["pred"], f"{r['prob']:.3f}"] for r in rows])]
+                                            "the image as the model saw it, with the predicted and the true class."),
+            ("table", ["image", "true", "predicted", "probability", "correct"],
+             [[r["name"], r["true"] or "(no label)", r["pred"], f"{r['prob']:.3f}",
+               "-" if r["hit"] is None else ("yes" if r["hit"] else "NO")] for r in rows])]
 
 
 P2_SHOWN = 8
@@ -156,12 +159,15 @@ def section_p2(p2_dir, refs, figs):
     if len(pngs) > P2_SHOWN:  # the homework's few test images fit; a large folder would bury the report
         blocks.append(("p", f"The first {P2_SHOWN} of the {len(pngs)} captioned images in {p2_dir}."))
         pngs = pngs[:P2_SHOWN]
+    figs.mkdir(parents=True, exist_ok=True)
     for png in pngs:
         caption = png.with_suffix(".txt").read_text().strip() if png.with_suffix(".txt").is_file() else "?"
         line = f"{png.stem}: generated \"{caption}\""
         if refs:
             line += "; ground truth: " + (" / ".join(f"\"{c}\"" for c in refs.get(png.stem, [])) or "(none given)")
-        blocks += [("img", png, line)]
+        copy = figs / f"p2_{png.name}"  # inside the report folder, so its links survive moving it
+        shutil.copyfile(png, copy)
+        blocks += [("img", copy, line)]
     if refs:
         blocks += caption_scores(p2_dir, refs)
     first = pngs[0]

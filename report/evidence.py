@@ -45,7 +45,8 @@ def run_row(run: dict) -> dict:
     return {"run": run["name"], "model": run["config"]["model"], "pretrained": pretrained,
             "img size": run["config"]["img_size"], "optimizer": t.get("opt", "?"), "lr": f"{t.get('lr', 0):g}",
             "batch": batch, "epochs": t.get("epochs", "?"), "augmentation": aug, "best val acc": best_acc,
-            "epoch of best": best_epoch, "wall time": _fmt_seconds(run["info"].get("train_seconds"))}
+            "epoch of best (from 1)": best_epoch + 1 if isinstance(best_epoch, int) else best_epoch,
+            "wall time": _fmt_seconds(run["info"].get("train_seconds"))}
 
 
 def per_class_accuracy(targets, preds, num_classes: int) -> np.ndarray:
@@ -78,6 +79,24 @@ def pos_distance_profile(sim: np.ndarray, grid: tuple[int, int]) -> pd.DataFrame
                        "cosine": sim[off]})
     out = df.groupby(["relation", "distance"], sort=True)["cosine"].agg(["mean", "size"]).reset_index()
     return out.rename(columns={"mean": "mean_cosine", "size": "pairs"})
+
+
+def profile_trend(profile: pd.DataFrame, relation: str) -> str:
+    """How one relation's mean cosine moves with distance, in words that hold for the data: "falls" or "rises"
+    only when every step does (to 0.005), else from where it ends against where it starts and its extremes."""
+    part = profile[profile["relation"] == relation].sort_values("distance")
+    v = part["mean_cosine"].to_numpy()
+    d = part["distance"].to_numpy()
+    if len(v) < 2:
+        return "has one distance only"
+    steps = np.diff(v)
+    if (steps <= 0.005).all():
+        return f"falls with distance, from {v[0]:.3f} at {d[0]} to {v[-1]:.3f} at {d[-1]}"
+    if (steps >= -0.005).all():
+        return f"rises with distance, from {v[0]:.3f} at {d[0]} to {v[-1]:.3f} at {d[-1]}"
+    lo, hi = int(np.argmin(v)), int(np.argmax(v))
+    return (f"is not monotonic: {v[0]:.3f} at distance {d[0]}, lowest {v[lo]:.3f} at {d[lo]}, highest {v[hi]:.3f} at "
+            f"{d[hi]}, {v[-1]:.3f} at {d[-1]}")
 
 
 def where(x: float, y: float) -> str:

@@ -40,7 +40,7 @@ def plot_pos_profile(profile, path) -> None:
         part = profile[profile["relation"] == rel]
         ax.plot(part["distance"], part["mean_cosine"], style, ms=4, label=rel)
     ax.set(xlabel="distance between patches (in patches, rounded)", ylabel="mean cosine similarity",
-           title="position embeddings: similarity falls with distance")
+           title="position embeddings: mean cosine against distance")
     ax.grid(alpha=0.3)
     ax.legend()
     save_figure(fig, path)
@@ -52,11 +52,13 @@ def plot_attention_rows(rows: list[dict], path) -> None:
     for (a, b, c), r in zip(axes, rows):
         a.imshow(r["original"])
         a.set_title(f"{r['name']}", fontsize=9)
-        b.imshow(r["heat"], cmap="jet")
+        im = b.imshow(r["heat"], cmap="jet")
+        fig.colorbar(im, ax=b, fraction=0.046, pad=0.02)
         b.set_title("last-layer CLS attention (head mean)", fontsize=9)
         c.imshow(r["view"])
         c.imshow(r["heat"], cmap="jet", alpha=0.5)
-        c.set_title(f"predicted {r['pred']} (p = {r['prob']:.2f})", fontsize=9)
+        truth = f", true {r['true']}" if r.get("true") is not None else ""
+        c.set_title(f"predicted {r['pred']} (p = {r['prob']:.2f}){truth}", fontsize=9)
         for ax in (a, b, c):
             ax.axis("off")
     fig.tight_layout()

@@ -87,8 +87,10 @@ def test_report_states_the_numbers_the_scripts_give(built, tmp_path):
     assert "1 generated captions against 2 references" in md and f"| CIDEr-D | {cider['CIDEr-D']:.3f} |" in md
     for fig in result["figures"]:
         assert Image.open(fig).size[0] > 300
-    for link in re.findall(r"\]\(([^)]+\.png)\)", md):  # every Markdown link resolves
-        assert (result["md"].parent / link).is_file(), link
+    for link in re.findall(r"\]\(([^)]+\.png)\)", md):  # every Markdown link resolves, inside the report folder
+        assert (result["md"].parent / link).is_file() and not link.startswith(("..", "/")), link
+    assert "| image | true | predicted | probability | correct |" in md  # a miss is flagged, not hidden
+    assert "epoch of best (from 1)" in md and "falls with distance\"" not in md
     html = result["html"].read_text()
     assert "src=\"figures" not in html and html.count("data:image/") == md.count("![")  # self-contained
 
@@ -161,3 +163,16 @@ def test_report_shows_the_saved_pointing_tables(tmp_path):
     tables = [b for b in blocks if b[0] == "table"]
     assert len(tables) == 1 and [r[0] for r in tables[0][2]] == [*rows, "image centre", "random point"]
     assert any(b[0] == "p" and "highest for rollout (0.900)" in b[1] for b in blocks)
+
+
+def test_a_rising_profile_is_never_described_as_falling():
+    import pandas as pd
+    from report.evidence import profile_trend
+    rising = pd.DataFrame({"relation": ["same row"] * 4, "distance": [1, 2, 3, 4],
+                           "mean_cosine": [0.1, 0.2, 0.35, 0.5], "pairs": [1] * 4})
+    assert profile_trend(rising, "same row").startswith("rises with distance, from 0.100 at 1 to 0.500 at 4")
+    bumpy = rising.assign(mean_cosine=[0.088, 0.05, 0.032, 0.092])  # the demo's same-column curve, roughly
+    text = profile_trend(bumpy, "same row")
+    assert text.startswith("is not monotonic") and "falls" not in text and "lowest 0.032 at 3" in text
+    falling = rising.assign(mean_cosine=[0.5, 0.3, 0.2, 0.1])
+    assert profile_trend(falling, "same row").startswith("falls with distance")
