@@ -11,6 +11,7 @@ least 90% of the time at the default layer for every seed, next to the centre an
 """
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -58,20 +59,22 @@ def run_seed(world, work, seed: int, pretrain: bool) -> dict:
 
 
 def parse_scores(text: str) -> dict:
-    """catr.pointing's printout -> names_objects, and for the hw3_2.sh maps (the default layer), every decoder layer
-    and the centre baseline: (strict, tolerance, mass in box)."""
+    """catr.pointing's printout -> names_objects, and for the hw3_2.sh maps (the default layer's row, ``attention,
+    layer k (hw3_2.sh's maps)``), every decoder layer's attention and the centre baseline: (strict, tolerance,
+    mass in box)."""
     out = {"layers": {}}
     for line in text.splitlines():
         if "naming every object" in line:
             out["names_objects"] = float(line.rsplit(" ", 1)[1])
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) != 5 or not cells[1].replace(".", "").isdigit():
+        if len(cells) < 5 or not cells[1].replace(".", "").isdigit():
             continue
         scores = tuple(float(c) if c != "-" else float("nan") for c in cells[1:4])
-        if cells[0].startswith("hw3_2.sh maps"):
+        layer = re.match(r"attention, layer (-?\d+)", cells[0])
+        if cells[0].endswith("(hw3_2.sh's maps)"):
             out["pointing"] = scores
-        elif cells[0].startswith("decoder layer"):
-            out["layers"][int(cells[0].split()[-1])] = scores
+        if layer:
+            out["layers"][int(layer[1])] = scores
         elif cells[0].startswith("image centre"):
             out["centre"] = scores
     return out

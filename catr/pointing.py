@@ -28,9 +28,16 @@ What names what:
 Boxes and segmentations refer to each image's stored pixels, as COCO's do, and are turned by its EXIF orientation
 like its pixels (``explanations.targets``).
 
-A word split into word pieces, or a two-word name, is scored on the mean of its pieces' maps. ``--checkpoint CKPT
---vocab VOCAB`` adds one row per decoder layer (the model is re-run on the folder's source images), ``--per-head``
-a second table with one row per layer and head; ``--captions captions.json`` (COCO) adds caption accuracy.
+A word split into word pieces, or a two-word name, is scored on the mean of its pieces' maps. One row per
+method, each label starting with its name: the folder's maps are the row of the way they were made (``attention,
+layer k (hw3_2.sh's maps)``, from their ``<stem>.json``). ``--checkpoint CKPT --vocab VOCAB`` adds the other rows,
+the model re-run on the folder's source images and teacher-forced on the folder's caption (every row scores the
+same words): attention of every decoder layer and their mean, and relevance (Chefer et al. 2021). ``--faithfulness``
+adds RISE and occlusion (``catr.explain``) and three columns: the deletion and insertion areas (Petsiuk et al.
+2018) of each object word's probability (the mean of its pieces') ranked by its map, on the model's input, and the
+rank correlation of its maps with a randomised model's (Adebayo et al. 2018); the random row gets a random
+ranking's areas. ``--limit N`` scores N images spread over the folder; ``--per-head`` a second table with one row
+per layer and head; ``--captions captions.json`` (COCO) adds caption accuracy.
 """
 import argparse
 import re
@@ -204,19 +211,24 @@ def place(maps: np.ndarray, shape: tuple[int, int]) -> list:
     return list(upsample(torch.from_numpy(np.ascontiguousarray(maps)), shape).numpy())
 
 
+def found_names(it: dict, ann: Annotations) -> tuple[list, int]:
+    """``targets`` of one hw3_2.sh output (a dict with tokens and the image's file ``name``)."""
+    scene = ann.scenes.get(it["name"])
+    if scene is None:
+        raise UserError(f"{it['name']} has no entry in the {ann.source}")
+    return targets(it["tokens"], scene, ann.names)
+
+
 def score_items(items, ann: Annotations, masks: dict | None = None) -> dict:
     """Pointing-game scores over the folder's own maps, on each original image. ``items``: dicts with tokens, maps,
     image, name. ``masks``: a cache of target masks by (image, class), shared by the callers that score the same
-    images again (every decoder layer)."""
+    images again (every method)."""
     from explanations.pointing import score
     from explanations.targets import target_mask
     masks = {} if masks is None else masks
     heats, objects, classes, absent = [], [], [], 0
     for it in items:
-        scene = ann.scenes.get(it["name"])
-        if scene is None:
-            raise UserError(f"{it['name']} has no entry in the {ann.source}")
-        found, missing = targets(it["tokens"], scene, ann.names)
+        found, missing = found_names(it, ann)
         absent += missing
         if found:
             for _, cls, shapes in found:
@@ -230,32 +242,218 @@ def score_items(items, ann: Annotations, masks: dict | None = None) -> dict:
     return dict(score(heats, objects, classes), absent=absent)
 
 
-def per_layer(items, ann: Annotations, checkpoint, vocab, device="cpu", per_head=False) -> tuple[dict, dict]:
-    """Scores of every decoder layer's cross-attention (and with ``per_head`` of every (layer, head)), from the
-    model re-run on the folder's source images."""
-    from hw3io import load_rgb
+FOLDER = " (hw3_2.sh's maps)"  # the table row of the folder's own maps ends in this
+
+
+def folder_spec(items, n_layers: int | None = None) -> dict:
+    """How the folder's maps were made, as a row spec (``method_specs``), from each ``<stem>.json`` (``method``;
+    a folder from before hw3_2.sh recorded it holds attention; its ``layer``, or rise's ``masks``, ``cells`` and
+    ``seed``, occlusion's ``cells``). ``n_layers``: the decoder's, to turn a negative layer into its index."""
+    keys = {"attention": ("layer",), "rise": ("masks", "cells", "seed"), "occlusion": ("cells",)}
+    specs = []
+    for it in items:
+        method = it.get("method", "attention")
+        specs.append(dict(method=method, **{k: it.get(k) for k in keys.get(method, ())}))
+        if method == "attention" and specs[-1]["layer"] is None:
+            specs[-1]["layer"] = -1  # hw3_2.sh's default
+    other = [s for s in specs if s != specs[0]]
+    if other:
+        raise UserError(f"the folder mixes maps made differently ({specs[0]} and {other[0]}): score each kind from its "
+                        "own folder")
+    spec = specs[0]
+    if n_layers is not None and spec["method"] == "attention":
+        if not isinstance(spec["layer"], int) or not -n_layers <= spec["layer"] < n_layers:
+            raise UserError(f"the folder holds maps of decoder layer {spec['layer']}; the checkpoint has {n_layers}")
+        spec["layer"] %= n_layers
+    return spec
+
+
+def method_specs(n_layers: int, faithfulness: bool, masks: int, cells: int, seed: int) -> list[dict]:
+    """One spec per table row (``catr.explain.explain_maps``' method and options): attention of every decoder layer
+    and their mean (``layer`` None), relevance; with ``faithfulness`` also the slow RISE and occlusion."""
+    specs = [dict(method="attention", layer=k) for k in range(n_layers)]
+    specs += [dict(method="attention", layer=None), dict(method="relevance")]
+    if faithfulness:
+        specs += [dict(method="rise", masks=masks, cells=cells, seed=seed), dict(method="occlusion", cells=cells)]
+    return specs
+
+
+def row_label(spec: dict) -> str:
+    """A row's label, starting with its method's name."""
+    method = spec["method"]
+    if method == "attention":
+        return "attention, mean of the layers" if spec["layer"] is None else f"attention, layer {spec['layer']}"
+    if method == "relevance":
+        return "relevance (Chefer et al. 2021)"
+    if method == "rise":
+        return f"rise ({spec['masks']} masks, {spec['cells']}x{spec['cells']} cells, seed {spec['seed']})"
+    if method == "occlusion":
+        return f"occlusion (patches of 1/{spec['cells']} of the longer side)"
+    return method
+
+
+def method_rows(specs: list[dict], folder: dict) -> tuple[dict, str]:
+    """(label -> spec, the folder's label): the folder's maps take the row of the spec they were made with, its
+    label marked ``FOLDER``; a spec no row has (rise with other settings) gets a row of its own, first."""
+    label = row_label(folder) + FOLDER
+    rows = {} if folder in specs else {label: folder}
+    rows.update({label if s == folder else row_label(s): s for s in specs})
+    return rows, label
+
+
+@dataclass
+class Captioned:
+    """One image of the folder, ready for the model: input x (1, 3, H, W) and mask (1, H, W) (``catr.preprocess``),
+    the folder's caption as ids (``caption_ids``) and the tokenizer's [CLS] and [SEP]."""
+    x: object
+    mask: object
+    ids: list
+    ended: bool
+    start_id: int
+    end_id: int
+
+
+def row_maps(model, c: Captioned, spec: dict, encoded=None):
+    """(T, H', W') maps of one image's caption for one row (``layer`` None: the mean of every layer's); ``encoded``:
+    the image's ``model.encode_image``."""
+    import torch
+    from .decode import cross_attention
+    from .explain import explain_maps
+    if encoded is None:
+        with torch.no_grad():
+            encoded = model.encode_image(c.x, c.mask)
+    if spec["method"] == "attention" and spec["layer"] is None:
+        layers = range(len(model.transformer.decoder.layers))
+        return torch.stack([cross_attention(model, encoded, c.start_id, c.ids, c.ended, layer=k)
+                            for k in layers]).mean(0)
+    options = {k: v for k, v in spec.items() if k != "method"}
+    return explain_maps(spec["method"], model, c.x, c.mask, c.ids, c.ended, c.start_id, c.end_id, encoded=encoded,
+                        **options)
+
+
+def caption_ids(it: dict, pieces: dict) -> tuple[list[int], bool]:
+    """The folder's caption as the model's ids (``pieces``: word piece -> id): its tokens, less the final
+    ``<end>`` tile, which says [SEP] was generated."""
+    tokens = it["tokens"]
+    ended = bool(tokens) and tokens[-1] == "<end>"
+    unknown = [t for t in tokens[:len(tokens) - ended] if t not in pieces]
+    if unknown:
+        raise UserError(f"{it['stem']}.json: token {unknown[0]!r} is not in the vocabulary; give the --vocab (and "
+                        "--checkpoint) the folder was captioned with")
+    return [pieces[t] for t in tokens[:len(tokens) - ended]], ended
+
+
+def name_probs(score_fn, names: list[list[int]]):
+    """``score_fn(images) -> (B, T)`` log-probabilities of a caption's tokens -> ``prob_fn(images) -> (B, K)``:
+    each name's probability, the mean of its pieces' (a word split into pieces, a two-word name)."""
+    import torch
+
+    def prob_fn(images):
+        p = score_fn(images).exp()
+        return torch.stack([p[:, idx].mean(1) for idx in names], 1)
+    return prob_fn
+
+
+def name_maps(maps, names: list[list[int]]):
+    """(T, H', W') -> (K, H', W'): each name's map, the mean of its pieces' maps (as the pointing game scores it)."""
+    import torch
+    maps = torch.as_tensor(maps)
+    return torch.stack([maps[idx].mean(0) for idx in names])
+
+
+def faithfulness_of(model, random_model, c: Captioned, rows: dict, maps: dict, names: list[list[int]], *,
+                    steps: int, seed: int) -> dict:
+    """Per row (label -> spec, ``maps``: label -> (T, H', W')) and for ``random``: the object words' deletion and
+    insertion areas on the model's input (each word's probability, ``name_probs``, ranked by its map,
+    ``name_maps``); per row also ``randomisation``, the rank correlation of the words' maps with ``random_model``'s.
+    Lists with one value per word, the random ranking's seeded with ``seed``."""
+    import torch
+    from explanations.faithfulness import deletion_insertion, random_baseline_areas
+    from explanations.sanity import rank_correlation
+    from .relevance import caption_score_fn, caption_sequence
+    seq = caption_sequence(c.start_id, c.end_id, c.ids, c.ended)
+    prob_fn = name_probs(caption_score_fn(model, c.mask, seq), names)
+    image, valid = c.x[0], ~c.mask[0]
+    with torch.no_grad():
+        random_encoded = random_model.encode_image(c.x, c.mask)
+    out = {}
+    for label, spec in rows.items():
+        curves = deletion_insertion(prob_fn, image, name_maps(maps[label], names), steps=steps, valid=valid)
+        random_maps = row_maps(random_model, c, spec, random_encoded).cpu()
+        r = rank_correlation(name_maps(maps[label], names), name_maps(random_maps, names))  # mean over the words
+        out[label] = {"deletion": curves["deletion_auc"].tolist(), "insertion": curves["insertion_auc"].tolist(),
+                      "randomisation": [r] * len(names)}
+    curves = random_baseline_areas(prob_fn, image, seed=seed, steps=steps, valid=valid)
+    out["random"] = {"deletion": curves["deletion_auc"].tolist(), "insertion": curves["insertion_auc"].tolist()}
+    return out
+
+
+def recompute(items, ann: Annotations, checkpoint, vocab, device="cpu", *, per_head=False, faithfulness=False,
+              masks: int = 1000, cells: int = 8, seed: int = 0, steps: int = 16, show_progress: bool = False
+              ) -> tuple[dict, dict, str | None]:
+    """Every method's row (``method_rows``), the model re-run on the folder's source images and teacher-forced on
+    the folder's caption, so that every row scores the same words; the folder's row keeps the folder's maps.
+
+    Returns (label -> ``score_items`` scores, (layer, head) -> scores with ``per_head``, a note when the
+    checkpoint's maps of the folder's layer differ from the folder's). With ``faithfulness`` each row's scores also
+    get the means over the object words of ``faithfulness_of`` (``steps`` steps; the randomised model is
+    ``randomized_copy(model, seed + 1)``, as in Problem 1), and the folder's row the random ranking's
+    (``random_deletion``, ``random_insertion``: the table's random row)."""
+    import torch
+    from hw3io import load_rgb, progress
+    from explanations.sanity import randomized_copy
     from .caption import create_model
-    from .decode import cross_attention, greedy_decode
-    from .pipeline import tile_labels
+    from .decode import cross_attention
     from .preprocess import preprocess
     from .tokenizer import load_tokenizer
     model, tok = create_model(checkpoint=checkpoint).to(device), load_tokenizer(vocab)
+    if tok.vocab_size != model.mlp.layers[-1].out_features:
+        raise UserError(f"vocabulary has {tok.vocab_size} tokens, the model {model.mlp.layers[-1].out_features}")
+    pieces = {tok.token(i): i for i in range(tok.vocab_size)}
     n_layers = len(model.transformer.decoder.layers)
-    runs, head_runs, masks = {k: [] for k in range(n_layers)}, {}, {}
-    max_len = model.transformer.embeddings.position_embeddings.num_embeddings
-    for it in items:
+    folder = folder_spec(items, n_layers)
+    rows, folder_label = method_rows(method_specs(n_layers, faithfulness, masks, cells, seed), folder)
+    random_model = randomized_copy(model, seed=seed + 1) if faithfulness else None
+    runs, head_runs, words, differ = {label: [] for label in rows}, {}, {}, []
+    for i, it in enumerate(progress(items, desc="maps", unit="img", disable=not show_progress)):
         small, x, mask = preprocess(load_rgb(it["image"]), model.config.max_dim)
-        ids, ended, encoded = greedy_decode(model, x.to(device), mask.to(device), tok.start_id, tok.end_id, max_len)
-        run = dict(it, tokens=tile_labels(tok, ids, ended), size=[small.width, small.height])
-        for k in range(n_layers):
-            maps = cross_attention(model, encoded, tok.start_id, ids, ended, layer=k, heads=per_head).cpu().numpy()
-            if per_head:  # (T, heads, H', W'): the head mean is the layer's map, as attn_mode "mean" averages
-                for h in range(maps.shape[1]):
-                    head_runs.setdefault((k, h), []).append(dict(run, maps=maps[:, h]))
-                maps = maps.mean(1)
-            runs[k].append(dict(run, maps=maps))
-    return ({k: score_items(v, ann, masks) for k, v in runs.items()},
-            {k: score_items(v, ann, masks) for k, v in head_runs.items()})
+        c = Captioned(x.to(device), mask.to(device), *caption_ids(it, pieces), tok.start_id, tok.end_id)
+        with torch.no_grad():
+            encoded = model.encode_image(c.x, c.mask)
+        maps = {label: it["maps"] if label == folder_label else row_maps(model, c, spec, encoded).cpu().numpy()
+                for label, spec in rows.items()}
+        if folder["method"] == "attention":  # the same maps, unless the folder was made by another model
+            mine = row_maps(model, c, folder, encoded).cpu().numpy()
+            if mine.shape != it["maps"].shape or np.abs(mine - it["maps"]).max() > 1e-3:
+                differ.append(it["name"])
+        run = dict(it, size=[small.width, small.height])
+        for label in rows:
+            runs[label].append(dict(run, maps=maps[label]))
+        if per_head:  # (T, heads, H', W') per layer: the head mean is the layer's map, as attn_mode "mean" averages
+            for k in range(n_layers):
+                heads = cross_attention(model, encoded, c.start_id, c.ids, c.ended, layer=k, heads=True).cpu().numpy()
+                for h in range(heads.shape[1]):
+                    head_runs.setdefault((k, h), []).append(dict(run, maps=heads[:, h]))
+        names = [idx for idx, _, _ in found_names(it, ann)[0]]
+        if faithfulness and names:
+            for label, values in faithfulness_of(model, random_model, c, rows, maps, names, steps=steps,
+                                                 seed=seed + i).items():
+                for key, v in values.items():
+                    words.setdefault(label, {}).setdefault(key, []).extend(v)
+    cache = {}
+    results = {label: score_items(run, ann, cache) for label, run in runs.items()}
+    for label, values in words.items():
+        mean = {key: float(np.mean(v)) for key, v in values.items()}
+        if label == "random":
+            results[folder_label].update({f"random_{key}": v for key, v in mean.items()})
+        else:
+            results[label].update(mean)
+    note = None
+    if differ:
+        note = (f"note: on {len(differ)} of {len(items)} images ({', '.join(differ[:3])}"
+                f"{', ...' if len(differ) > 3 else ''}) the checkpoint's layer-{folder['layer']} maps differ from the "
+                "folder's: was the folder made by another model?")
+    return results, {k: score_items(v, ann, cache) for k, v in head_runs.items()}, note
 
 
 def caption_world(objects: dict):
@@ -322,30 +520,60 @@ def main(argv=None):
     p.add_argument("--synonyms", default=None, help="JSON {word: class} naming classes in your words (optional)")
     # Optional extras
     p.add_argument("--captions", default=None, help="reference captions: COCO captions JSON or caption.txt (optional)")
-    p.add_argument("--checkpoint", default=None, help="the caption model, to score every decoder layer (optional)")
-    p.add_argument("--vocab", default=None, help="its vocab.txt (with --checkpoint)")
+    p.add_argument("--checkpoint", default=None, help="the caption model, to score every method and decoder layer "
+                   "(optional)")
+    p.add_argument("--vocab", default=None, help="its vocab.txt (with --checkpoint; default: BERT uncased's)")
     p.add_argument("--per-head", action="store_true", help="with --checkpoint: also a table of every layer's heads")
+    p.add_argument("--faithfulness", action="store_true",
+                   help="with --checkpoint: also RISE and occlusion maps, and for every row deletion and insertion "
+                        "areas and the rank correlation with a randomised model's maps (slow: RISE alone is about 2 "
+                        "x MASKS forward passes per image)")
+    p.add_argument("--limit", type=int, default=None, help="score N images spread over the folder (default: all)")
+    p.add_argument("--masks", type=int, default=1000, help="rise: random masks per image (default: 1000)")
+    p.add_argument("--cells", type=int, default=8, help="rise: masks of CELLS x CELLS cells; occlusion: patches of "
+                   "1/CELLS of the longer side (default: 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the masks, the random rankings and the randomised "
+                   "model (default: 0)")
     p.add_argument("--device", default="auto", help="device for --checkpoint: auto (cuda if available), cuda or cpu")
     a = p.parse_args(argv)
+    if a.limit is not None and a.limit < 1:
+        raise UserError(f"--limit must be at least 1, not {a.limit}")
+    if a.masks < 1 or a.cells < 1:
+        raise UserError(f"--masks and --cells must be at least 1, not {a.masks} and {a.cells}")
+    for flag, given in (("--faithfulness", a.faithfulness), ("--per-head", a.per_head)):
+        if given and not a.checkpoint:
+            raise UserError(f"{flag} needs the model the maps explain: --checkpoint CKPT --vocab VOCAB (without "
+                            "them only the folder's own maps are scored)")
     from hw3io import pick_device
     from explanations.pointing import legend
     ann = read_annotations(a)
     device = pick_device(a.device) if a.checkpoint else None
     items = read_folder(a.folder)
+    if a.limit is not None:  # evenly spread over the sorted names
+        items = items[::max(len(items) // a.limit, 1)][:a.limit]
     if a.captions:
         print_captions(items, a)
-    folder = score_items(items, ann)
-    rows, heads = {f"hw3_2.sh maps (layer {items[0].get('layer', -1)})": folder}, {}
+    heads, note = {}, None
     if a.checkpoint:
-        layers, heads = per_layer(items, ann, a.checkpoint, a.vocab, device, a.per_head)
-        rows.update({f"decoder layer {k}": s for k, s in layers.items()})
+        rows, heads, note = recompute(items, ann, a.checkpoint, a.vocab, device, per_head=a.per_head,
+                                      faithfulness=a.faithfulness, masks=a.masks, cells=a.cells, seed=a.seed,
+                                      show_progress=True)
+    else:
+        rows = {row_label(folder_spec(items)) + FOLDER: score_items(items, ann)}
+    folder = next(s_ for label, s_ in rows.items() if label.endswith(FOLDER))  # its baselines: every row's
     print(format_table(rows, folder))
     if heads:
         print()
-        print(format_table({f"layer {k} head {h}": s for (k, h), s in heads.items()}, folder))
+        print(format_table({f"layer {k} head {h}": s_ for (k, h), s_ in heads.items()}, folder))
     print(legend(folder))
+    if "random_deletion" in folder:
+        print("(deletion and insertion on the model's input, teacher-forced on the folder's caption: an object word's "
+              "probability, the mean of its pieces' for a split word or a two-word name, ranked by the mean of their "
+              "maps; every number a mean over the object words)")
     if folder["absent"]:
         print(f"({folder['absent']} generated object word(s) named no object of their image; not scored)")
+    if note:
+        print(note)
 
 
 if __name__ == "__main__":

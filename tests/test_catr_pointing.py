@@ -132,7 +132,7 @@ def test_cli_errors_are_one_line(scenes, tmp_path):
     proc = run(["python3", "-m", "catr.pointing", str(folder), "--objects", str(scenes / "objects.json"),
                 "--captions", str(scenes / "captions.json")])
     assert proc.returncode == 0, proc.stderr
-    assert "exact match 1.000" in proc.stdout and "| hw3_2.sh maps (layer -1) | 1.000 |" in proc.stdout
+    assert "exact match 1.000" in proc.stdout and "| attention, layer -1 (hw3_2.sh's maps) | 1.000 |" in proc.stdout
 
 
 COCO_IMAGES = {1: ("000000000001.jpg", (320, 240)), 2: ("000000000002.jpg", (200, 300))}
@@ -204,7 +204,7 @@ def test_coco_instances_with_synonyms_score_a_planted_map(tmp_path):
     proc = run(["python3", "-m", "catr.pointing", str(tmp_path / "out"), "--instances",
                 str(tmp_path / "instances.json"), "--synonyms", str(syn)])
     assert proc.returncode == 0, proc.stderr
-    assert "| hw3_2.sh maps (layer -1) | 1.000 | 1.000 |" in proc.stdout and "| 6 |" in proc.stdout
+    assert "| attention, layer -1 (hw3_2.sh's maps) | 1.000 | 1.000 |" in proc.stdout and "| 6 |" in proc.stdout
     assert "averaged over 4 class(es)" in proc.stdout and "1 generated object word(s)" in proc.stdout
 
 
@@ -216,20 +216,6 @@ def test_names_are_read_longest_first_and_two_word_names_need_both_words():
                                          ([14, 15], "traffic light")]  # "light" alone names nothing
     assert find_names("two bears and men on bi ##kes".split(), names) == [([1], "bear"), ([3], "person"),
                                                                              ([5, 6], "bicycle")]
-
-
-def test_device_auto_scores_every_decoder_layer_and_head(tmp_path):
-    """``--device auto`` (a traceback before: it reached ``model.to("auto")``), a row per layer, --per-head."""
-    import torch
-    from catr_tiny import tiny_config, tiny_model, write_vocab
-    folder = coco_folder(tmp_path)
-    torch.save({"model": tiny_model().state_dict(), "catr_config": tiny_config().to_dict()}, tmp_path / "c.pth")
-    proc = run(["python3", "-m", "catr.pointing", str(folder), "--instances", str(coco_instances(tmp_path / "i.json")),
-                "--checkpoint", str(tmp_path / "c.pth"), "--vocab", str(write_vocab(tmp_path / "vocab.txt")),
-                "--device", "auto", "--per-head"])
-    assert proc.returncode == 0, proc.stderr
-    for row in ("decoder layer 0", "decoder layer 1", "layer 0 head 0", "layer 1 head 3", "random point"):
-        assert f"| {row}" in proc.stdout, proc.stdout
 
 
 @pytest.mark.parametrize("flag, content, fragment", [
@@ -356,3 +342,147 @@ def test_coco_objects_are_segmentation_masks(tmp_path):
     coco["images"][0].update(width=H, height=W)  # made on another (or the turned) image: refused
     with pytest.raises(UserError, match="annotations must refer to the stored pixels"):
         score_items([item(tmp_path / "c.jpg", tokens, on)], from_instances(coco))
+
+
+TINY = dict(backbone="convnet", max_dim=96, max_position_embeddings=12)  # a CATR that captions in milliseconds
+
+
+def save_tiny(path, seed):
+    import torch
+    from catr_tiny import tiny_config, tiny_model
+    torch.save({"model": tiny_model(seed=seed, **TINY).state_dict(), "catr_config": tiny_config(**TINY).to_dict()},
+               path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def captioned(tmp_path_factory):
+    """A hw3_2.sh folder of five images captioned by a tiny random CATR ("sheep bike sheep ..."), its checkpoint
+    and vocabulary, and objects files: a sheep in each image's top-left quarter and a bike in its bottom-right one
+    (``objects.json``), the bike alone (``bike.json``)."""
+    from catr.caption import create_model
+    from catr.pipeline import caption_folder
+    from catr_tiny import IMAGES, write_images, write_vocab
+    root = tmp_path_factory.mktemp("captioned")
+    checkpoint, vocab = save_tiny(root / "c.pth", seed=3), write_vocab(root / "vocab.txt")
+    caption_folder(write_images(root / "images"), root / "out", model=create_model(checkpoint=checkpoint),
+                   vocab=vocab)
+    objects = {n: [{"words": ["sheep"], "box": [0, 0, w // 2, h // 2]},
+                   {"words": ["bike"], "box": [w // 2, h // 2, w // 2, h // 2]}] for n, (w, h) in IMAGES.items()}
+    (root / "objects.json").write_text(json.dumps(objects))
+    (root / "bike.json").write_text(json.dumps({n: o[1:] for n, o in objects.items()}))
+    return root
+
+
+def table_rows(text: str) -> dict:
+    """A printed Markdown table's rows: label -> its cells."""
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
+    return {r[0]: r[1:] for r in rows if r[0] not in ("map", "---")}
+
+
+def pointing(argv, capsys) -> str:
+    from catr.pointing import main
+    main([str(a) for a in argv])
+    return capsys.readouterr().out
+
+
+def test_a_row_per_method_on_a_tiny_catr(captioned, capsys):
+    """Every decoder layer, the folder's maps in its layer's row, the layers' mean and relevance, all on the same
+    words of the images --limit picks; --device auto and --per-head still work; bench_catr_train.py reads the rows
+    back; maps of another checkpoint are noted."""
+    import importlib.util
+    from helpers import ROOT
+    base = [captioned / "out", "--objects", captioned / "objects.json"]
+    alone = table_rows(pointing([*base, "--limit", "2"], capsys))
+    assert list(alone)[0] == "attention, layer -1 (hw3_2.sh's maps)"  # no model: the folder's layer as written
+    out = pointing([*base, "--checkpoint", captioned / "c.pth", "--vocab", captioned / "vocab.txt", "--device", "auto",
+                    "--per-head", "--limit", "2"], capsys)
+    rows = table_rows(out.split("\n\n")[0])
+    assert list(rows) == ["attention, layer 0", "attention, layer 1 (hw3_2.sh's maps)",
+                          "attention, mean of the layers", "relevance (Chefer et al. 2021)",
+                          "image centre (baseline)", "random point (baseline, expected)"]
+    assert rows["attention, layer 1 (hw3_2.sh's maps)"] == alone["attention, layer -1 (hw3_2.sh's maps)"]
+    assert len({r[-1] for r in rows.values()}) == 1 and int(rows["attention, layer 0"][-1]) == 14  # 7 x 2
+    assert "| layer 1 head 3 |" in out and "note:" not in out
+    spec = importlib.util.spec_from_file_location("bench_catr_train", ROOT / "bench" / "bench_catr_train.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    parsed = bench.parse_scores(out)
+    assert parsed["pointing"] == tuple(float(v) for v in rows["attention, layer 1 (hw3_2.sh's maps)"][:3])
+    assert sorted(parsed["layers"]) == [0, 1] and parsed["layers"][1] == parsed["pointing"]
+    other = pointing([*base, "--checkpoint", save_tiny(captioned / "other.pth", seed=0), "--vocab",
+                      captioned / "vocab.txt", "--limit", "1"], capsys)
+    assert "note: on 1 of 1 images" in other and "another model" in other
+
+
+def test_faithfulness_columns_are_there_and_finite(captioned, capsys):
+    out = pointing([captioned / "out", "--objects", captioned / "bike.json", "--checkpoint", captioned / "c.pth",
+                    "--vocab", captioned / "vocab.txt", "--faithfulness", "--limit", "2", "--masks", "16",
+                    "--cells", "2"], capsys)
+    assert ("| deletion (lower: better) | insertion (higher: better) | randomisation (rank corr.) | object words |"
+            in out)
+    rows = table_rows(out)
+    assert [r.split(",")[0].split(" (")[0] for r in rows] == ["attention"] * 3 + [
+        "relevance", "rise", "occlusion", "image centre", "random point"]
+    assert "rise (16 masks, 2x2 cells, seed 0)" in rows and "attention, layer 1 (hw3_2.sh's maps)" in rows
+    for name, cells in list(rows.items())[:6]:
+        values = [float(v) for v in cells]
+        assert np.isfinite(values).all() and values[-1] == 2, (name, values)  # one bike in each of 2 images
+        assert all(0 <= v <= 1 for v in values[3:5]) and -1 <= values[5] <= 1, (name, values)
+    random_row = rows["random point (baseline, expected)"]
+    assert np.isfinite([float(v) for v in random_row[3:5]]).all() and random_row[5] == "-"
+
+
+def test_faithfulness_and_per_head_without_the_model_are_one_error_line(tmp_path):
+    from catr.pointing import main
+    assert_one_line_error(run(["python3", "-m", "catr.pointing", str(tmp_path), "--objects", "o.json",
+                               "--faithfulness"], timeout=120), "--faithfulness needs", "--checkpoint")
+    with pytest.raises(UserError, match="--per-head needs"):
+        main([str(tmp_path), "--objects", "o.json", "--per-head"])
+
+
+def test_the_folder_caption_is_teacher_forced_and_must_be_in_the_vocabulary(captioned, tmp_path):
+    from catr.pointing import main
+    folder = coco_folder(tmp_path)  # "pooch", "walks": not words of the tiny vocabulary
+    with pytest.raises(UserError, match="'walks' is not in the vocabulary"):
+        main([str(folder), "--instances", str(coco_instances(tmp_path / "i.json")), "--checkpoint",
+              str(captioned / "c.pth"), "--vocab", str(captioned / "vocab.txt")])
+
+
+def test_the_folder_says_how_its_maps_were_made():
+    from catr.pointing import FOLDER, folder_spec, method_rows, method_specs, row_label
+    assert folder_spec([{}, {"layer": -1}], n_layers=2) == {"method": "attention", "layer": 1}  # older folders
+    with pytest.raises(UserError, match="mixes maps"):
+        folder_spec([{"layer": -1}, {"layer": 0}])
+    with pytest.raises(UserError, match="layer -3; the checkpoint has 2"):
+        folder_spec([{"layer": -3}], n_layers=2)
+    rise = folder_spec([{"method": "rise", "layer": None, "masks": 50, "cells": 4, "seed": 1}])
+    rows, label = method_rows(method_specs(2, True, 1000, 8, 0), rise)
+    assert label == "rise (50 masks, 4x4 cells, seed 1)" + FOLDER and list(rows)[0] == label  # settings of its own
+    rows, label = method_rows(method_specs(2, False, 1000, 8, 0), {"method": "relevance"})
+    assert list(rows)[3] == label == row_label({"method": "relevance"}) + FOLDER
+
+
+def test_a_planted_word_map_deletes_its_word_faster_than_a_random_ranking():
+    """A planted model: the word "bike" (pieces bi, ##ke) is as probable as the object's pixels are kept; only
+    ##ke's map covers the object. Deletion in the word's map's order (its pieces' mean) removes the word first;
+    a random order does not, nor would bi's map alone or the probability of another token."""
+    import torch
+    from explanations.faithfulness import deletion_insertion, random_baseline_areas
+    from catr.pointing import name_maps, name_probs
+    image = torch.zeros(3, 32, 32)
+    image[:, 8:16, 16:24] = 1.0  # the bike
+
+    def score_fn(images):  # log-probabilities of "a", "bi", "##ke"
+        kept = images[:, :, 8:16, 16:24].mean((1, 2, 3)).clamp(1e-6, 1).double()
+        return torch.stack([torch.full_like(kept, 0.5), kept, kept ** 2], 1).log()
+
+    maps = torch.from_numpy(np.random.default_rng(0).random((3, 32, 32)))
+    maps[1] = 0
+    maps[2] = 0
+    maps[2, 8:16, 16:24] = 1.0
+    names = [[1, 2]]
+    planted = deletion_insertion(name_probs(score_fn, names), image, name_maps(maps, names))
+    chance = random_baseline_areas(name_probs(score_fn, names), image, seed=0)
+    assert planted["deletion_auc"][0] < 0.1 < chance["deletion_auc"][0] - 0.2
+    assert planted["insertion_auc"][0] > chance["insertion_auc"][0] + 0.2
