@@ -535,6 +535,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="seed of the masks, the random rankings and the randomised "
                    "model (default: 0)")
     p.add_argument("--device", default="auto", help="device for --checkpoint: auto (cuda if available), cuda or cpu")
+    p.add_argument("--json", default=None, help="also write the table's numbers here (hw3_report.py --p2-pointing)")
     a = p.parse_args(argv)
     if a.limit is not None and a.limit < 1:
         raise UserError(f"--limit must be at least 1, not {a.limit}")
@@ -545,7 +546,7 @@ def main(argv=None):
             raise UserError(f"{flag} needs the model the maps explain: --checkpoint CKPT --vocab VOCAB (without "
                             "them only the folder's own maps are scored)")
     from hw3io import pick_device
-    from explanations.pointing import legend
+    from explanations.pointing import legend, save
     ann = read_annotations(a)
     device = pick_device(a.device) if a.checkpoint else None
     items = read_folder(a.folder)
@@ -566,6 +567,8 @@ def main(argv=None):
         print()
         print(format_table({f"layer {k} head {h}": s_ for (k, h), s_ in heads.items()}, folder))
     print(legend(folder))
+    if a.json:
+        save(a.json, rows, folder, "object words")
     if "random_deletion" in folder:
         print("(deletion and insertion on the model's input, teacher-forced on the folder's caption: an object word's "
               "probability, the mean of its pieces' for a split word or a two-word name, ranked by the mean of their "

@@ -47,6 +47,12 @@ CATR_CHECKPOINT="$out/p2/checkpoint.pth" CATR_VOCAB="$out/p2/vocab.txt" bash hw3
 echo "== Problem 2: captions and pointing game (does a word's cross-attention peak on the object it names?)"
 python3 -m catr.pointing "$out/p2/attn" --objects "$out/world/val/objects.json" \
   --captions "$out/world/val/captions.json" --checkpoint "$out/p2/checkpoint.pth" --vocab "$out/p2/vocab.txt"
+echo "== Problem 2: can the maps be trusted? pointing, deletion/insertion, randomisation on 12 held-out scenes"
+python3 -m catr.pointing "$out/p2/attn" --objects "$out/world/val/objects.json" --checkpoint "$out/p2/checkpoint.pth" \
+  --vocab "$out/p2/vocab.txt" --faithfulness --limit 12 --masks 500 --json "$out/p2/trust.json"
+echo "== Problem 2: relevance maps of the same captions (p2_caption_attn.py --explain relevance)"
+python3 p2_caption_attn.py --images "$out/world/val/images" --output-dir "$out/p2/relevance" --explain relevance \
+  --checkpoint "$out/p2/checkpoint.pth" --vocab "$out/p2/vocab.txt"
 
 echo
 echo "Done (chance accuracy is 1/37 = 0.027). Outputs:"
@@ -58,3 +64,5 @@ echo "  $out/p1/trust.json                           pointing and faithfulness o
 echo "  $out/p2/convnet.safetensors                  the pretrained ConvNet"
 echo "  $out/p2/log.csv, checkpoint.pth              tiny CATR training log and weights"
 echo "  $out/p2/attn/*.png                           per-token cross-attention tiles of held-out scenes"
+echo "  $out/p2/relevance/*.png                      per-token relevance tiles of the same captions"
+echo "  $out/p2/trust.json                           pointing and faithfulness of every map (for the report)"
