@@ -100,8 +100,8 @@ def test_planted_peak_through_the_pipeline_on_non_square_image(tiny_checkpoint, 
     drawn = {}
     real_plot = plotting.plot_attention
 
-    def spy(original, view, heat, path, title):
-        drawn.update(view=view, heat=heat, orig=original, boxes=real_plot(original, view, heat, path, title))
+    def spy(original, view, heat, path, title, **kw):
+        drawn.update(view=view, heat=heat, orig=original, boxes=real_plot(original, view, heat, path, title, **kw))
         return drawn["boxes"]
 
     monkeypatch.setattr(plotting, "plot_attention", spy)

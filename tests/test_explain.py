@@ -162,7 +162,7 @@ def test_maps_of_every_family_equal_a_recomputation_from_the_file(family, image,
 def test_no_class_token_is_said_in_the_title(image, tmp_path, monkeypatch):
     from vitpet import plotting
     titles = []
-    monkeypatch.setattr(plotting, "plot_attention", lambda *a: titles.append(a[-1]))
+    monkeypatch.setattr(plotting, "plot_attention", lambda *a, **kw: titles.append(a[4]))
     for family in ("gap", "reg4"):
         name, size, path, _ = saved_family(family, tmp_path)
         p1_visualize_attn.main(["--model", name, "--pretrained-file", str(path), "--images", str(image),

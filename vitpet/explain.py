@@ -127,7 +127,8 @@ def visualize_attention(images, output_dir, checkpoint=None, model_name=None, la
         with outliers.recording_norms(model) as norms:  # the first pass of every method sees the image as it is
             maps = method_maps(model, x[None].to(device), method, layer=layer, heads=heads, masks=masks,
                                cells=cells, seed=seed)[0].cpu()
-        flags = outliers.high_norm_patches(norms[0])[0].reshape(patch_grid(model)).cpu().numpy()
+        first = norms[0] if norms else outliers.token_norms(model, x[None].to(device))
+        flags = outliers.high_norm_patches(first)[0].reshape(patch_grid(model)).cpu().numpy()
         size = tuple(view.shape[-2:])
         view_np = view.permute(1, 2, 0).numpy()
         out = output_dir / f"{Path(path).stem}.png"
