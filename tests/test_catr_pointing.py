@@ -415,10 +415,13 @@ def test_a_row_per_method_on_a_tiny_catr(captioned, capsys):
     assert "note: on 1 of 1 images" in other and "another model" in other
 
 
-def test_faithfulness_columns_are_there_and_finite(captioned, capsys):
+def test_faithfulness_columns_are_there_and_finite(captioned, capsys, tmp_path):
     out = pointing([captioned / "out", "--objects", captioned / "bike.json", "--checkpoint", captioned / "c.pth",
                     "--vocab", captioned / "vocab.txt", "--faithfulness", "--limit", "2", "--masks", "16",
-                    "--cells", "2"], capsys)
+                    "--cells", "2", "--json", tmp_path / "trust.json"], capsys)
+    from report.build import section_trust  # the report reads the saved numbers back into the same rows
+    tables = [b for b in section_trust({"Problem 2": str(tmp_path / "trust.json")}) if b[0] == "table"]
+    assert len(tables[0][2]) == 8 and tables[0][1][-1] == "object words"
     assert ("| deletion (lower: better) | insertion (higher: better) | randomisation (rank corr.) | object words |"
             in out)
     rows = table_rows(out)
