@@ -17,7 +17,7 @@ from torch.utils.data import Subset
 from hw3io import UserError, atomic_path, atomic_write_text, ensure_writable_dir, load_rgb, progress
 from training import distributed as D
 from training.images import check_images
-from training.loop import StopFlag, Task, fit as fit_loop, launch
+from training.loop import StopFlag, Task, check_config, fit as fit_loop, launch
 from training.schedule import StepSchedule
 from training.seeding import make_loader, seed_everything
 from .backbone import Backbone, load_imagenet_weights
@@ -153,6 +153,7 @@ def fit(cfg: CaptionTrainConfig) -> dict:
     for flag in ("train_annotations", "train_images", "val_annotations", "val_images"):
         if getattr(cfg, flag) is None:
             raise UserError(f"--{flag.replace('_', '-')} is required")
+    check_config(cfg)
     if cfg.caption_eval_images > 0:  # checked now, not after the first epoch's training
         require_scorers(f"p2_train.py scores {cfg.caption_eval_images} val captions after every epoch "
                         "(--caption-eval-images 0 trains without)")

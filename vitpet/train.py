@@ -11,7 +11,7 @@ from hw3io import UserError, ensure_writable_dir, list_images
 from training import distributed as D
 from training.engine import classification_loss, evaluate
 from training.images import check_images
-from training.loop import StopFlag, Task, fit as fit_loop, launch
+from training.loop import StopFlag, Task, check_config, fit as fit_loop, launch
 from training.schedule import StepSchedule
 from training.seeding import make_loader, seed_everything
 from .config import TrainConfig
@@ -48,6 +48,7 @@ def resolve_dirs(cfg: TrainConfig) -> tuple[Path, Path]:
 
 def fit(cfg: TrainConfig) -> dict:
     """Train, validate each epoch (fp32), keep best/last/final; returns the summary dict."""
+    check_config(cfg)
     for folder in resolve_dirs(cfg):  # a wrong --data-dir is said before weights are downloaded or loaded
         list_images(folder)
     return launch(cfg, _fit)
