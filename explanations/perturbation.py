@@ -11,7 +11,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from hw3io.progress import progress
+# hw3io's lazy name, not ``from hw3io.progress import``: importing the submodule by name first would bind
+# ``hw3io.progress`` to the module for every later ``from hw3io import progress``
+from hw3io import progress
 
 
 @dataclass(frozen=True)

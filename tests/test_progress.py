@@ -46,3 +46,15 @@ def test_a_log_gets_whole_lines_and_an_error_after_a_bar_starts_its_own():
 def test_a_terminal_gets_live_updates():
     out = _updates(FakeTerminal())
     assert len(re.findall(r"\d+/\d+ \[", out)) >= 8  # redrawn every ~0.1 s
+
+
+def test_progress_stays_the_function_whatever_imports_first():
+    """hw3io.progress is both a submodule and the function hw3io exports lazily; a module importing the submodule by
+    name first would leave ``from hw3io import progress`` giving the module (seen in the explanations package)."""
+    import subprocess
+    import sys
+    code = ("import explanations.perturbation, explanations.faithfulness\n"
+            "from hw3io import progress\nassert callable(progress), progress")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=str(__import__("helpers").ROOT))
+    assert proc.returncode == 0, proc.stderr[-500:]
