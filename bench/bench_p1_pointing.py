@@ -47,13 +47,13 @@ def sh(args):
 
 
 def play(run: Path, val: Path, faithfulness: bool, limit: int | None, masks: int) -> dict:
+    from explanations.pointing import spread
     from vitpet.model import load_checkpoint
     from vitpet.pointing import pointing_game, read_boxes
     boxes = read_boxes(val / "boxes.json")
     model, config = load_checkpoint(run / "best.safetensors")
     images = [p for p in list_images(val) if p.name in boxes]
-    if limit:
-        images = images[::max(len(images) // limit, 1)][:limit]
+    images = spread(images, limit)
     return pointing_game(model, config["data_config"], images, boxes, faithfulness=faithfulness, masks=masks)
 
 

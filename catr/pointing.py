@@ -537,8 +537,6 @@ def main(argv=None):
     p.add_argument("--device", default="auto", help="device for --checkpoint: auto (cuda if available), cuda or cpu")
     p.add_argument("--json", default=None, help="also write the table's numbers here (hw3_report.py --p2-pointing)")
     a = p.parse_args(argv)
-    if a.limit is not None and a.limit < 1:
-        raise UserError(f"--limit must be at least 1, not {a.limit}")
     if a.masks < 1 or a.cells < 1:
         raise UserError(f"--masks and --cells must be at least 1, not {a.masks} and {a.cells}")
     for flag, given in (("--faithfulness", a.faithfulness), ("--per-head", a.per_head)):
@@ -546,12 +544,11 @@ def main(argv=None):
             raise UserError(f"{flag} needs the model the maps explain: --checkpoint CKPT --vocab VOCAB (without "
                             "them only the folder's own maps are scored)")
     from hw3io import pick_device
-    from explanations.pointing import legend, save
+    from explanations.pointing import legend, save, spread
     ann = read_annotations(a)
     device = pick_device(a.device) if a.checkpoint else None
     items = read_folder(a.folder)
-    if a.limit is not None:  # evenly spread over the sorted names
-        items = items[::max(len(items) // a.limit, 1)][:a.limit]
+    items = spread(items, a.limit)
     if a.captions:
         print_captions(items, a)
     heads, note = {}, None

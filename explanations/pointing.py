@@ -159,6 +159,17 @@ def score(heats, targets, classes=None, tolerance: float = TOLERANCE) -> dict:
 FAITHFULNESS = ("deletion", "insertion", "randomisation")
 
 
+def spread(items: list, limit: int | None) -> list:
+    """``--limit``: ``limit`` of the sorted ``items``, evenly spread, so every class keeps its share (all when
+    None)."""
+    if limit is None:
+        return items
+    if limit < 1:
+        from hw3io import UserError
+        raise UserError(f"--limit must be at least 1, not {limit}")
+    return items[::max(len(items) // limit, 1)][:limit]
+
+
 def table(rows: dict, baseline: dict, unit: str) -> str:
     """One Markdown table: a row per map (``rows``: name -> ``score``), then the image centre and random point
     baselines from ``baseline`` (a ``score`` over the same targets). A random point's mass in box is a uniform

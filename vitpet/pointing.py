@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from hw3io import UserError, list_images, load_rgb, place, progress, read_json, run_cli
-from explanations.pointing import legend, save, score, table
+from explanations.pointing import legend, save, score, spread, table
 from explanations.targets import target_mask
 from .attention import capture_attention, has_class_token, patch_grid, query_to_patches, rollout, to_grid
 from .data import build_view_transform, has_labels, parse_label
@@ -215,16 +215,13 @@ def main(argv=None):
     p.add_argument("--device", default="auto", help="auto (cuda if available), cuda or cpu")
     p.add_argument("--json", default=None, help="also write the table's numbers here (hw3_report.py --p1-pointing)")
     a = p.parse_args(argv)
-    if a.limit is not None and a.limit < 1:
-        raise UserError(f"--limit must be at least 1, not {a.limit}")
     from hw3io import pick_device
     boxes_path = Path(a.boxes or Path(a.images) / "boxes.json")
     boxes = read_boxes(boxes_path)
     images = [p for p in list_images(a.images) if p.name in boxes]
     if not images:
         raise UserError(f"no image of {a.images} has a box in {boxes_path}")
-    if a.limit is not None:  # evenly spread over the sorted names, so every class keeps its share
-        images = images[::max(len(images) // a.limit, 1)][:a.limit]
+    images = spread(images, a.limit)
     device = pick_device(a.device)
     model, data_config = load_explained_model(a.checkpoint, a.model, device, a.pretrained_file, a.img_size)
     results = pointing_game(model, data_config, images, boxes, device, faithfulness=a.faithfulness, masks=a.masks,
