@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hw3io import (UserError, atomic_save_npy, atomic_write_text, check_readable, ensure_writable_dir, list_images,
-                   load_partial_rgb, load_rgb, pick_device, progress, report, upsample)
+from hw3io import (UserError, atomic_save_npy, atomic_write_text, ensure_writable_dir, list_images, load_partial_rgb,
+                   load_rgb, pick_device, progress, report, triage, upsample)
 from .caption import create_model
 from .decode import Decoded, beam_decode, greedy_decode_encoded, image_of
 from .explain import PERTURBATION, ExplainOptions, explain_maps
@@ -104,13 +104,7 @@ def caption_folder(images, output_dir, *, checkpoint=None, version="v3", url=Non
     if heads and explain.method != "attention":
         raise UserError(f"--heads keeps per-head attention maps; --explain {explain.method} has none")
     paths = list_images(images)
-    unreadable, partial = [], set()
-    for path, reason in check_readable(paths):
-        try:
-            load_partial_rgb(path)
-            partial.add(path)
-        except UserError:
-            unreadable.append((path, reason))
+    unreadable, partial = triage(paths)
     if len(unreadable) == len(paths):
         raise UserError(f"no image of {images} decodes: {'; '.join(r for _, r in unreadable[:3])}")
     paths = [p for p in paths if p not in dict(unreadable)]
@@ -144,4 +138,4 @@ def caption_folder(images, output_dir, *, checkpoint=None, version="v3", url=Non
                                              layer=layer, how=explain.meta((small.height, small.width))))
                 report(bar, f"{path.name}: {text}")
                 bar.update(1)
-    return CaptionedFolder(written, unreadable, sorted(partial))
+    return CaptionedFolder(written, unreadable, partial)

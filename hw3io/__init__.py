@@ -6,9 +6,9 @@ Names are imported lazily (PEP 562), so ``from hw3io import run_cli`` costs noth
 import importlib
 
 _WHERE = {
-    "UserError": "errors", "run_cli": "errors", "brief": "errors",
+    "UserError": "errors", "run_cli": "errors", "brief": "errors", "describe_bytes": "errors",
     "IMAGE_EXTENSIONS": "images", "list_images": "images", "load_rgb": "images", "load_partial_rgb": "images",
-    "check_readable": "images", "stored_frame": "images", "orient": "images",
+    "check_readable": "images", "triage": "images", "stored_frame": "images", "orient": "images",
     "atomic_path": "atomic", "atomic_save_npy": "atomic", "atomic_write_text": "atomic",
     "ensure_writable_dir": "atomic",
     "pick_device": "device", "default_workers": "device",

@@ -97,3 +97,16 @@ def check_readable(paths) -> list[tuple[Path, str]]:
         except UserError as e:
             bad.append((Path(p), str(e)))
     return bad
+
+
+def triage(paths) -> tuple[list[tuple[Path, str]], list[Path]]:
+    """The files of ``paths`` that do not decode, split for the graded scripts, which always write what they can:
+    (unreadable: (path, reason) with nothing to decode, partial: truncated files ``load_partial_rgb`` reads)."""
+    unreadable, partial = [], []
+    for path, reason in check_readable(paths):
+        try:
+            load_partial_rgb(path)
+            partial.append(path)
+        except UserError:
+            unreadable.append((path, reason))
+    return unreadable, partial

@@ -6,8 +6,8 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from hw3io import (UserError, atomic_path, check_readable, default_workers, ensure_writable_dir, list_images,
-                   load_partial_rgb, pick_device, progress)
+from hw3io import (UserError, atomic_path, default_workers, ensure_writable_dir, list_images, load_partial_rgb,
+                   pick_device, progress, triage)
 from .data import ImageFolderDataset, build_transforms, collate_skip, has_labels, parse_label
 from .model import load_checkpoint
 from .precision import PRECISIONS, int8_device, speed_notice, with_precision
@@ -37,16 +37,10 @@ def predict_folder(model, data_config: dict, image_dir, *, batch_size=32, worker
         pred = model(x.to(device, non_blocking=True)).argmax(1).cpu()
         names += [ds.paths[i].name for i in idx.tolist()]
         labels += pred.tolist()
-    unreadable, partial = [], []
-    for path, reason in check_readable(bad):  # decodes only the bad files again, for the reasons
-        try:
-            x = transform(load_partial_rgb(path))[None]
-        except UserError:
-            unreadable.append((path, reason))
-            continue
+    unreadable, partial = triage(bad)  # decodes only the bad files again, for the reasons
+    for path in partial:
         names.append(path.name)
-        labels.append(int(model(x.to(device)).argmax(1).item()))
-        partial.append(path)
+        labels.append(int(model(transform(load_partial_rgb(path))[None].to(device)).argmax(1).item()))
     df = pd.DataFrame({"filename": names, "label": labels}).sort_values("filename", kind="stable")
     return df.reset_index(drop=True), unreadable, partial
 
