@@ -13,6 +13,14 @@ def brief(e: BaseException, limit: int = 160) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
+def describe_bytes(size: int, head: bytes) -> str:
+    """What a file that is not the expected one holds, from its size and first bytes; the usual mistake, a sharing
+    link that serves its web page, is named."""
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        return f"{size} bytes of HTML: an HTML page (a drive's sharing page?), not a direct link to the file"
+    return f"{size} bytes starting {head[:16]!r}"
+
+
 class UserError(Exception):
     """An error caused by the user's input (paths, files, flags); printed as one line."""
 

@@ -3,7 +3,7 @@ errors. Callers check the ``format`` tag their own metadata carries."""
 from pathlib import Path
 
 from .atomic import atomic_path
-from .errors import UserError, brief
+from .errors import UserError, brief, describe_bytes
 
 
 def save_tensors(path, tensors: dict, metadata: dict[str, str]) -> None:
@@ -42,8 +42,6 @@ def file_kind(path: Path) -> str:
         head = f.read(64)
     if head.startswith(b"PK"):
         return "a PyTorch .pth/.pt file (a zip archive)"
-    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
-        return "an HTML page (a download link that serves a web page, not the file?)"
     if not head:
         return "empty"
-    return f"{path.stat().st_size} bytes starting {head[:16]!r}"
+    return describe_bytes(Path(path).stat().st_size, head)

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from hw3io.errors import UserError
+from hw3io.errors import UserError, describe_bytes
 
 URL_FILE = Path("checkpoints") / "p1.url"  # relative to the repository
 
@@ -70,7 +70,7 @@ def needs_download(checkpoint, url_file, url_override=None) -> str | None:
 def file_kind(path) -> str:
     with open(path, "rb") as f:
         head = f.read(64)
-    return describe(Path(path).stat().st_size, head)
+    return describe_bytes(Path(path).stat().st_size, head)
 
 
 def part_path(checkpoint) -> Path:
@@ -115,13 +115,6 @@ def url_sha256(url: str, expected_size: int) -> tuple[str, int, bytes]:
     return h.hexdigest(), size, head
 
 
-def describe(size: int, head: bytes) -> str:
-    """What a download that is not the model holds, in words: the usual mistake is a sharing page's HTML."""
-    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
-        return f"{size} bytes of HTML (a web page, e.g. a drive's sharing page, not a direct link to the file)"
-    return f"{size} bytes starting {head[:16]!r}"
-
-
 def check_link(url: str, checkpoint, sha: str) -> None:
     """Download ``url`` once and refuse it unless it serves exactly ``checkpoint`` (its sha256)."""
     import urllib.error
@@ -133,8 +126,8 @@ def check_link(url: str, checkpoint, sha: str) -> None:
         raise UserError(f"could not download {url} to check it ({brief(e)}); check the link, or pass --no-check "
                         "to record it unchecked") from None
     if got != sha:
-        raise UserError(f"{url} does not serve {checkpoint}: it sent {describe(size, head)} where the checkpoint has "
-                        f"{expected} bytes; nothing recorded. Use the file's direct download link")
+        raise UserError(f"{url} does not serve {checkpoint}: it sent {describe_bytes(size, head)} where the "
+                        f"checkpoint has {expected} bytes; nothing recorded. Use the file's direct download link")
 
 
 def publish(checkpoint, url: str, url_file, check: bool = True) -> dict:
