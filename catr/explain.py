@@ -80,8 +80,7 @@ def explain_maps(method: str, model, image, mask, ids: list[int], ended: bool, s
     valid = ~mask[0]  # the image's real pixels (a single image is not padded, but its mask says so)
     if method == "rise":
         pixels = rise(score_fn, image[0], masks=masks, cells=cells, seed=seed, valid=valid,
-                      show_progress=show_progress)
-        pixels = getattr(pixels, "maps", pixels)  # (K, H, W), or held with the settings that regenerate it
+                      show_progress=show_progress).maps  # (K, H, W)
     else:
         pixels = occlusion(score_fn, image[0], cell=occlusion_cell(tuple(image.shape[-2:]), cells), valid=valid,
                            show_progress=show_progress)

@@ -103,7 +103,7 @@ def visualize_attention(images, output_dir, checkpoint=None, model_name=None, la
     if heads and method == "rollout":
         raise UserError("--heads and --rollout cannot be combined: rollout multiplies head-mean attention through "
                         "the layers, so it has no per-head maps (use --heads with --layer K instead)")
-    if method not in METHODS:
+    if method not in METHODS:  # before any file is read; method_maps says the same for its other callers
         raise UserError(f"unknown --method {method!r}: one of {', '.join(METHODS)}")
     if heads and method != "attention":
         raise UserError(f"--heads is for attention maps; --method {method} has one map per image")
