@@ -10,6 +10,7 @@ captions naming every object's colour and shape; object words' cross-attention p
 least 90% of the time at the default layer for every seed, next to the centre and random baselines.
 """
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from explanations.pointing import over_seeds  # noqa: E402
 from hw3io import markdown_table  # noqa: E402
 from hw3io.cpu import describe_cpu  # noqa: E402
 
@@ -34,8 +36,9 @@ def sh(args, **env):
     return proc.stdout, time.perf_counter() - t0
 
 
-def run_seed(world, work, seed: int, pretrain: bool) -> dict:
-    """Pretrain, train, caption and score one seed in ``work``: its timings, caption and default-layer scores."""
+def run_seed(world, work, seed: int, pretrain: bool, explain: list) -> dict:
+    """Pretrain, train, caption and score one seed in ``work``: its timings, caption and default-layer scores, and
+    (``trust``) every method's row as ``catr.pointing --json`` saved it; ``explain``: catr.pointing's extra flags."""
     run, start, pretrain_s = work / "run", [], 0.0
     if pretrain:
         out, pretrain_s = sh([sys.executable, "-m", "catr.pretrain", "--images", world / "train" / "images",
@@ -51,11 +54,16 @@ def run_seed(world, work, seed: int, pretrain: bool) -> dict:
     print("\n".join(l for l in out.splitlines() if l.startswith(("training", "epoch"))))
     _, caption_s = sh(["bash", "hw3_2.sh", world / "val" / "images", work / "attn"],
                       CATR_CHECKPOINT=str(run / "checkpoint.pth"), CATR_VOCAB=str(run / "vocab.txt"))
-    scores, _ = sh([sys.executable, "-m", "catr.pointing", work / "attn", "--objects", world / "val" / "objects.json",
-                    "--captions", world / "val" / "captions.json", "--checkpoint", run / "checkpoint.pth",
-                    "--vocab", run / "vocab.txt"])
+    point = [sys.executable, "-m", "catr.pointing", work / "attn", "--objects", world / "val" / "objects.json",
+             "--checkpoint", run / "checkpoint.pth", "--vocab", run / "vocab.txt"]
+    scores, _ = sh([*point, "--captions", world / "val" / "captions.json", "--json", work / "pointing.json"])
     print(scores)
-    return dict(parse_scores(scores), pretrain_s=pretrain_s, train_s=train_s, caption_s=caption_s)
+    trust = work / "pointing.json"
+    if explain:  # every method on a subset; the targets above stay on every held-out scene
+        trust = work / "trust.json"
+        print(sh([*point, *explain, "--json", trust])[0])
+    return dict(parse_scores(scores), pretrain_s=pretrain_s, train_s=train_s, caption_s=caption_s,
+                trust=json.loads(trust.read_text()))
 
 
 def parse_scores(text: str) -> dict:
@@ -105,17 +113,27 @@ def main(argv=None):
                    help="pretrain and train once per seed on one world (default: 0)")
     p.add_argument("--no-pretrain", action="store_true", help="start the ConvNet at random, as before catr.pretrain")
     p.add_argument("--keep", default=None, help="work in this folder and keep it (default: a temporary one)")
+    p.add_argument("--faithfulness", action="store_true", help="also RISE, occlusion, deletion/insertion and the "
+                   "randomisation check (catr.pointing --faithfulness)")
+    p.add_argument("--limit", type=int, default=None, help="score N held-out scenes with every method (default: all)")
+    p.add_argument("--masks", type=int, default=1000, help="RISE masks per scene (default: 1000)")
     a = p.parse_args(argv)
+    explain = ["--faithfulness", "--masks", a.masks, *(["--limit", a.limit] if a.limit else [])] \
+        if a.faithfulness else []
     print(describe_cpu(), flush=True)
     work = Path(a.keep or tempfile.mkdtemp(prefix="bench-catr-"))
     world = work / "world"
     sh([sys.executable, "-m", "synth.captionworld", world, "--train", a.train, "--val", a.val])
-    results = {s: run_seed(world, work / f"seed{s}", s, not a.no_pretrain) for s in a.seeds}
+    results = {s: run_seed(world, work / f"seed{s}", s, not a.no_pretrain, explain) for s in a.seeds}
     for s, r in results.items():
         print(f"seed {s}: catr.pretrain {r['pretrain_s']:.0f} s + p2_train.py --preset tiny {r['train_s']:.0f} s = "
               f"{r['pretrain_s'] + r['train_s']:.0f} s wall on {a.train} scenes (target: 300 s or less) on "
               f"{os.cpu_count()} CPUs; hw3_2.sh on {a.val} held-out scenes: {r['caption_s']:.0f} s")
     print(summary(results))
+    words = ", ".join(str(r["trust"]["baseline"]["count"]) for r in results.values())
+    print(f"\nevery method, mean (min-max) over seeds {' '.join(map(str, results))} (object words per seed: {words})")
+    print(over_seeds({s: r["trust"]["rows"] for s, r in results.items()},
+                     {s: r["trust"]["baseline"] for s, r in results.items()}))
     if a.keep:
         print(f"kept {work}")
 

@@ -9,7 +9,6 @@ import argparse
 import json
 import os
 import shlex
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from hw3io import list_images, markdown_table  # noqa: E402
+from explanations.pointing import over_seeds  # noqa: E402
 from hw3io.cpu import describe_cpu  # noqa: E402
 
 COLUMNS = ("maps", "tolerance", "mass")
@@ -57,10 +57,6 @@ def play(run: Path, val: Path, faithfulness: bool, limit: int | None, masks: int
     return pointing_game(model, config["data_config"], images, boxes, faithfulness=faithfulness, masks=masks)
 
 
-def spread(values) -> str:
-    return f"{statistics.mean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -91,16 +87,9 @@ def main():
     headers = ("seed", "map", "val acc", *names, "train s")
     print("\n" + markdown_table(headers, rows, "ll" + "r" * (len(headers) - 2)))
     first = next(iter(per_seed.values()))
-    summary = [(name, *(spread([per_seed[s][name][c] for s in per_seed]) for c in columns)) for name in first]
-    base = first[next(iter(first))]
-    summary += [("image centre (baseline)", f"{base['centre']:.3f}", f"{base['centre_tolerance']:.3f}", "-",
-                 *(["-"] * 3 if a.faithfulness else [])),
-                ("random point (baseline)", f"{base['random']:.3f}", f"{base['random_tolerance']:.3f}",
-                 f"{base['uniform_mass']:.3f}",
-                 *([spread([per_seed[s][next(iter(first))]["random_" + c] for s in per_seed])
-                    for c in ("deletion", "insertion")] + ["-"] if a.faithfulness else []))]
-    print(f"\nmean (min-max) over seeds {' '.join(map(str, per_seed))}, {base['count']} held-out images")
-    print(markdown_table(("map", *names), summary, "l" + "r" * len(names)))
+    print(f"\nmean (min-max) over seeds {' '.join(map(str, per_seed))}, {first[next(iter(first))]['count']} "
+          "held-out images")
+    print(over_seeds(per_seed, {s: next(iter(r.values())) for s, r in per_seed.items()}))
     if a.keep:
         print(f"kept {work}")
 

@@ -195,6 +195,32 @@ def table(rows: dict, baseline: dict, unit: str) -> str:
     return markdown_table(head, body, "l" + "r" * (len(head) - 1))
 
 
+def over_seeds(per_seed: dict, baselines: dict) -> str:
+    """One Markdown table of several training seeds' tables (``per_seed``: seed -> rows, ``baselines``: seed ->
+    baseline, as ``table`` takes them): each cell the mean over the seeds and their min-max, so a map whose score
+    hinges on the seed shows a wide spread. Maps scored on only some seeds are left out."""
+    import statistics
+    from hw3io.tables import markdown_table
+    seeds = list(per_seed)
+    names = [n for n in per_seed[seeds[0]] if all(n in per_seed[s] for s in seeds)]
+    extra = all("deletion" in per_seed[s][n] for s in seeds for n in names)
+    cols = ("maps", "tolerance", "mass") + (FAITHFULNESS if extra else ())
+
+    def cell(values):
+        return f"{statistics.mean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+    body = [(n, *(cell([per_seed[s][n][c] for s in seeds]) for c in cols)) for n in names]
+    b = [baselines[s] for s in seeds]
+    body += [("image centre (baseline)", cell([x["centre"] for x in b]), cell([x["centre_tolerance"] for x in b]),
+              "-", *(["-"] * 3 if extra else [])),
+             ("random point (baseline, expected)", cell([x["random"] for x in b]),
+              cell([x["random_tolerance"] for x in b]), cell([x["uniform_mass"] for x in b]),
+              *([cell([x["random_deletion"] for x in b]), cell([x["random_insertion"] for x in b]), "-"]
+                if extra else []))]
+    head = ("map", "strict", "tolerance", "mass in box", *(("deletion", "insertion", "randomisation") if extra else ()))
+    return markdown_table(head, body, "l" + "r" * (len(head) - 1))
+
+
 def legend(baseline: dict) -> str:
     """What the table's columns mean, in one line under it."""
     text = (f"strict: the map's peak inside the object; tolerance: the peak within {baseline.get('tolerance_px')} px "

@@ -215,3 +215,14 @@ def test_bad_boxes_file_is_one_error_line(tmp_path, content, fragment):
     proc = run(["python3", "-m", "vitpet.pointing", "--checkpoint", str(tmp_path / "none.safetensors"), "--images",
                 str(tmp_path), "--boxes", str(boxes)], timeout=120)
     assert_one_line_error(proc, fragment)
+
+
+def test_over_seeds_gives_each_maps_mean_and_spread_and_drops_maps_not_on_every_seed():
+    from explanations.pointing import over_seeds
+    row = lambda v: {"maps": v, "tolerance": 1.0, "mass": 0.5, "count": 4}  # noqa: E731
+    base = {"centre": 0.25, "centre_tolerance": 0.5, "random": 0.1, "random_tolerance": 0.2, "uniform_mass": 0.1}
+    text = over_seeds({0: {"attention": row(1.0), "rise": row(0.5)}, 1: {"attention": row(0.5)}},
+                      {0: base, 1: dict(base, centre=0.75)})
+    assert "| attention | 0.750 (0.500-1.000) |" in text
+    assert "rise" not in text  # scored on seed 0 only: no mean to give
+    assert "| image centre (baseline) | 0.500 (0.250-0.750) |" in text
