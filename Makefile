@@ -1,4 +1,5 @@
-# `make demo` and `make test` work on a fresh machine: both set up .venv first.
+# `make demo` and `make test` work on a fresh machine with internet for pip: both set up .venv first, from the
+# pinned requirements (requirements-pinned.txt, torch included); requirements.txt is for a GPU machine's own torch.
 PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
@@ -11,7 +12,7 @@ setup: $(STAMP)
 
 # The stamp marks a finished install, and the graded scripts use .venv only then. A failed install removes the
 # venv, so no half-made one is left for them (or for the PATH above) to pick up.
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements-pinned.txt requirements-dev.txt
 	rm -f $(STAMP)
 	$(PY) -m venv $(VENV) && $(VENV)/bin/pip install -q -r requirements-dev.txt || \
 	  { rm -rf $(VENV); echo "error: installing the requirements into $(VENV) failed (see above); removed it" >&2; \

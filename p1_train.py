@@ -1,4 +1,4 @@
-"""Fine-tune a timm ViT on the pet folders (plain python3 or torchrun). See README for the recipe."""
+"""Fine-tune a timm ViT on the pet folders (plain python3 or torchrun). See docs/training.md for the recipe."""
 import argparse
 import sys
 
