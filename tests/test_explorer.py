@@ -207,3 +207,11 @@ def test_fifty_scenes_fit_the_size_budget():
                                                    per_head=True)}}
     size = len(page([scene] * 50, "fifty").encode())
     assert 10e6 < size < 20e6, size
+
+
+def test_the_report_links_a_copy_of_the_explorer(p2, tmp_path):
+    """Copied into the report's figures folder, so the link survives moving the report."""
+    from report.build import section_p2
+    blocks = section_p2(p2["out"], None, tmp_path / "figures")
+    assert (tmp_path / "figures" / "p2_explorer.html").read_bytes() == (p2["out"] / "index.html").read_bytes()
+    assert any(b[0] == "p" and "figures/p2_explorer.html" in b[1] for b in blocks)
