@@ -79,8 +79,8 @@ def jpeg_uri(image) -> str:
 def to_ltkhw(array: np.ndarray, axes: str) -> np.ndarray:
     """An array whose axes are named by ``axes`` (letters of l, t, k, h, w) -> (L, T, K, h, w), missing axes of
     size 1."""
-    if len(axes) != array.ndim or not set(axes) <= set("ltkhw"):
-        raise ValueError(f"axes {axes!r} do not name an array of shape {array.shape}")
+    if len(axes) != array.ndim or not set(axes) <= set("ltkhw") or len(set(axes)) != len(axes):
+        raise UserError(f"axes {axes!r} do not name the axes of an array of shape {array.shape}")
     for name in "ltkhw":
         if name not in axes:
             array, axes = array[None], name + axes
@@ -120,8 +120,8 @@ def read_scene(meta_path: Path) -> dict:
     method = meta.get("method", "attention")
     layer = meta.get("layer")
     layers_npy = meta_path.with_name(meta_path.stem + ".layers.npy")
-    if layers_npy.is_file():
-        maps = to_ltkhw(np.load(layers_npy), meta.get("layers_axes", "ltkhw"))
+    if "layers_axes" in meta and layers_npy.is_file():  # the JSON says so: a stale file of an earlier run is not read
+        maps = to_ltkhw(np.load(layers_npy), meta["layers_axes"])
         labels = [f"layer {k}" for k in range(len(maps))]
         default = (layer if layer is not None else -1) % len(maps)
     else:
