@@ -21,7 +21,7 @@ echo "== Problem 1: explain"
 python3 p1_visualize_pos.py --checkpoint "$out/p1/best.safetensors" --output "$out/p1/pos.png"
 imgs=$(ls "$out"/data/val/*.jpg | awk 'NR % 100 == 1' | head -n 3)
 python3 p1_visualize_attn.py --checkpoint "$out/p1/best.safetensors" --images $imgs --output-dir "$out/p1/attn" \
-  --heads --all-layers --html
+  --all-layers --html
 echo "== Problem 1: maps of the decision itself beside the attention (relevance; RISE, 500 masks)"
 python3 p1_visualize_attn.py --checkpoint "$out/p1/best.safetensors" --images $imgs --method relevance \
   --output-dir "$out/p1/relevance"
