@@ -17,6 +17,11 @@ def get_args_parser():
     p.add_argument("--output-dir", default="attn", help="one <stem>.png and <stem>.npy per image")
     p.add_argument("--layer", type=int, default=-1, help="block index, 0-based; negative counts from the end")
     p.add_argument("--heads", action="store_true", help="one map per head plus the mean")
+    p.add_argument("--all-layers", action="store_true",
+                   help="also write <stem>.layers.npy: every block's per-head maps (attention only), for --html")
+    p.add_argument("--html", action="store_true",
+                   help="also write <stem>.json and index.html, a self-contained page to browse the maps by image, "
+                        "layer and head")
     p.add_argument("--method", default="attention", choices=("attention", "rollout", "relevance", "rise", "occlusion"),
                    help="attention (default: the homework's map, CLS attention of --layer), rollout (attention "
                         "rollout over all layers), or a map of the predicted class's log-probability: relevance "
@@ -38,7 +43,7 @@ def main(argv=None):
                                     layer=a.layer, heads=a.heads, use_rollout=a.rollout,
                                     device=pick_device(a.device), pretrained_file=a.pretrained_file,
                                     img_size=a.img_size, method=a.method, masks=a.masks, cells=a.cells,
-                                    seed=a.seed):
+                                    seed=a.seed, all_layers=a.all_layers, html=a.html):
         print(path)
 
 

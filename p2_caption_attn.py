@@ -35,6 +35,12 @@ def get_args_parser():
     p.add_argument("--layer", type=int, default=-1,
                    help="decoder layer whose cross-attention is drawn, 0-based; -1 last (default), -2 second-to-last")
     p.add_argument("--heads", action="store_true", help="keep per-head maps in the .npy (the PNG shows their mean)")
+    p.add_argument("--all-layers", action="store_true", default=os.environ.get("CATR_HTML") == "1",
+                   help="also write <stem>.layers.npy: every decoder layer's per-head maps, (layers, T, heads, H', "
+                        "W'), for the explorer (on with $CATR_HTML=1)")
+    p.add_argument("--html", action="store_true", default=os.environ.get("CATR_HTML") == "1",
+                   help="also write index.html, a self-contained page to browse the folder's maps by image, token, "
+                        "layer and head (default: off; $CATR_HTML=1 turns on --html and --all-layers)")
     p.add_argument("--beam", default=os.environ.get("CATR_BEAM") or "1",
                    help="beam width; 1 (default, or $CATR_BEAM) is greedy decoding, as official CATR captions")
     p.add_argument("--length-penalty", type=float, default=1.0,
@@ -67,8 +73,10 @@ def main(argv=None):
     explain = ExplainOptions(a.explain, masks=a.masks, cells=a.cells, seed=a.seed)
     done = caption_folder(a.images, a.output_dir, checkpoint=a.checkpoint, version=a.version, url=a.checkpoint_url,
                           vocab=a.vocab, layer=a.layer, heads=a.heads, device=a.device, beam=beam,
-                          alpha=a.length_penalty, explain=explain)
+                          alpha=a.length_penalty, explain=explain, all_layers=a.all_layers, html=a.html)
     print(f"wrote {len(done.written)} PNG(s) to {a.output_dir}")
+    if a.html:
+        print(f"explorer: {os.path.join(a.output_dir, 'index.html')}")
     for path in done.partial:
         print(f"warning: {path} is truncated: captioned from the part that decodes", file=sys.stderr)
     if done.unreadable:

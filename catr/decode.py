@@ -18,6 +18,7 @@ class Decoded:
     ended: bool                 # True when [SEP] was generated (False: stopped at max length)
     maps: torch.Tensor | None   # (T, H', W') or (T, heads, H', W'); T = len(ids) + ended
     grid: tuple[int, int]       # (H', W') of the backbone's real feature map
+    layers: torch.Tensor | None = None  # (L, T, heads, H', W'): every decoder layer's, kept with --all-layers
 
 
 @torch.no_grad()

@@ -1,6 +1,7 @@
 """Image folder -> <stem>.png (tiled per-token maps: cross-attention by default, or another ``catr.explain`` method),
 <stem>.npy (raw maps), <stem>.txt (caption) and <stem>.json (caption, one token label per map, grid, source image,
-how the maps were made)."""
+how the maps were made); with ``all_layers`` also <stem>.layers.npy (every decoder layer's per-head attention), with
+``html`` the folder's explorer, index.html (``hw3io.explorer``)."""
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ import torch
 from hw3io import (UserError, atomic_save_npy, atomic_write_text, ensure_writable_dir, list_images, load_partial_rgb,
                    load_rgb, pick_device, progress, report, triage, upsample)
 from .caption import create_model
-from .decode import Decoded, beam_decode, greedy_decode_encoded, image_of
+from .decode import Decoded, beam_decode, cross_attention, greedy_decode_encoded, image_of
 from .explain import PERTURBATION, ExplainOptions, explain_maps
 from .preprocess import preprocess
 from .tokenizer import load_tokenizer
@@ -24,11 +25,12 @@ def tile_labels(tokenizer, ids, ended) -> list[str]:
 
 @torch.no_grad()
 def caption_batch(model, tokenizer, images, device, layer=-1, heads=False, beam=1, alpha=1.0, max_len=None,
-                  explain: ExplainOptions | None = None, show_progress=False) -> list[tuple]:
+                  explain: ExplainOptions | None = None, show_progress=False, all_layers=False) -> list[tuple]:
     """Caption PIL images: (resized image, Decoded, caption text) each, in order. Greedy decoding runs images of
     one preprocessed size as one batch (backbone, encoder and decoder steps); beam search runs one image at a time,
     its beams batched. The maps (``explain``, default attention) are then made image by image for the caption
-    chosen, reusing its encoded image."""
+    chosen, reusing its encoded image; ``all_layers`` adds every decoder layer's per-head attention
+    (``Decoded.layers``)."""
     explain = explain or ExplainOptions()
     max_len = max_len or model.transformer.embeddings.position_embeddings.num_embeddings
     start, end = tokenizer.start_id, tokenizer.end_id
@@ -51,7 +53,9 @@ def caption_batch(model, tokenizer, images, device, layer=-1, heads=False, beam=
             maps = explain_maps(explain.method, model, x[j:j + 1], mask[j:j + 1], ids, ended, start, end,
                                 encoded=enc, layer=layer, heads=heads, masks=explain.masks, cells=explain.cells,
                                 seed=explain.seed, show_progress=show_progress)
-            results[i] = (prepared[i][0], Decoded(ids, ended, maps.cpu(), enc[3]), tokenizer.decode(ids))
+            layers = torch.stack([cross_attention(model, enc, start, ids, ended, k, heads=True).cpu()
+                                  for k in range(len(model.transformer.decoder.layers))]) if all_layers else None
+            results[i] = (prepared[i][0], Decoded(ids, ended, maps.cpu(), enc[3], layers), tokenizer.decode(ids))
     return results
 
 
@@ -76,6 +80,9 @@ def write_outputs(output_dir: Path, stem: str, small, out, text: str, labels: li
     meta = {"caption": text, "tokens": labels, "grid": list(out.grid), "size": [small.width, small.height],
             "layer": layer if how["method"] == "attention" else None,
             "image": str(Path(source).resolve()) if source else None, **how}
+    if out.layers is not None:
+        atomic_save_npy(output_dir / f"{stem}.layers.npy", out.layers.numpy())
+        meta["layers_axes"] = "ltkhw"  # layer, token, head, grid rows, grid columns (hw3io.explorer reads it)
     atomic_write_text(output_dir / f"{stem}.json", json.dumps(meta, indent=1) + "\n")
     return png
 
@@ -93,16 +100,19 @@ class CaptionedFolder:
 
 
 def caption_folder(images, output_dir, *, checkpoint=None, version="v3", url=None, vocab=None, layer=-1, heads=False,
-                   device="cpu", model=None, tokenizer=None, beam=1, alpha=1.0, explain: ExplainOptions | None = None
-                   ) -> CaptionedFolder:
+                   device="cpu", model=None, tokenizer=None, beam=1, alpha=1.0, explain: ExplainOptions | None = None,
+                   all_layers=False, html=False) -> CaptionedFolder:
     """Caption every image of a folder that decodes; a truncated one from the part that decodes. Everything else
     that can fail on input is checked before anything is written (and before ``device``, when a name such as
     "auto", says it falls back to the CPU). ``explain`` (default: attention, the homework's maps) says which maps
-    are drawn; methods other than attention take seconds to minutes per image and run one image at a time."""
+    are drawn; methods other than attention take seconds to minutes per image and run one image at a time.
+    ``all_layers`` also saves every decoder layer's per-head maps; ``html`` writes the folder's index.html."""
     explain = explain or ExplainOptions()
     explain.check()
     if heads and explain.method != "attention":
         raise UserError(f"--heads keeps per-head attention maps; --explain {explain.method} has none")
+    if all_layers and explain.method != "attention":
+        raise UserError(f"--all-layers keeps every layer's attention maps; --explain {explain.method} has none")
     paths = list_images(images)
     unreadable, partial = triage(paths)
     if len(unreadable) == len(paths):
@@ -131,11 +141,15 @@ def caption_folder(images, output_dir, *, checkpoint=None, version="v3", url=Non
             chunk = paths[start:start + per_call]
             loaded = [load_partial_rgb(p) if p in partial else load_rgb(p) for p in chunk]
             captioned = caption_batch(model, tokenizer, loaded, device, layer, heads, beam, alpha,
-                                      explain=explain, show_progress=explain.method in PERTURBATION)
+                                      explain=explain, show_progress=explain.method in PERTURBATION,
+                                      all_layers=all_layers)
             for path, (small, out, text) in zip(chunk, captioned):
                 labels = tile_labels(tokenizer, out.ids, out.ended)
                 written.append(write_outputs(output_dir, path.stem, small, out, text, labels, source=path,
                                              layer=layer, how=explain.meta((small.height, small.width))))
                 report(bar, f"{path.name}: {text}")
                 bar.update(1)
+    if html:
+        from hw3io.explorer import write_explorer
+        write_explorer(output_dir)
     return CaptionedFolder(written, unreadable, partial)

@@ -219,14 +219,13 @@ def found_names(it: dict, ann: Annotations) -> tuple[list, int]:
     return targets(it["tokens"], scene, ann.names)
 
 
-def score_items(items, ann: Annotations, masks: dict | None = None) -> dict:
-    """Pointing-game scores over the folder's own maps, on each original image. ``items``: dicts with tokens, maps,
-    image, name. ``masks``: a cache of target masks by (image, class), shared by the callers that score the same
-    images again (every method)."""
-    from explanations.pointing import score
+def scored_words(items, ann: Annotations, masks: dict | None = None) -> tuple[list, int]:
+    """Every generated word of ``items`` that names an object of its image, placed for the pointing game: (item,
+    token indices, class, map (H, W) on the original image, the object's mask) each; and the number of names whose
+    class is not in their image. ``masks``: a cache of target masks by (image, class)."""
     from explanations.targets import target_mask
     masks = {} if masks is None else masks
-    heats, objects, classes, absent = [], [], [], 0
+    words, absent = [], 0
     for it in items:
         found, missing = found_names(it, ann)
         absent += missing
@@ -236,10 +235,46 @@ def score_items(items, ann: Annotations, masks: dict | None = None) -> dict:
                     masks[it["image"], cls] = target_mask(shapes, it["image"])
             found_masks = [masks[it["image"], cls] for _, cls, _ in found]
             maps = np.stack([it["maps"][idx].mean(0) for idx, _, _ in found])  # pieces of one name: their mean
-            heats += place(maps, found_masks[0].shape)
-            objects += found_masks
-            classes += [cls for _, cls, _ in found]
-    return dict(score(heats, objects, classes), absent=absent)
+            words += [(it, idx, cls, heat, mask) for (idx, cls, _), heat, mask
+                      in zip(found, place(maps, found_masks[0].shape), found_masks)]
+    return words, absent
+
+
+def score_items(items, ann: Annotations, masks: dict | None = None) -> dict:
+    """Pointing-game scores over the folder's own maps, on each original image. ``items``: dicts with tokens, maps,
+    image, name. ``masks``: a cache of target masks by (image, class), shared by the callers that score the same
+    images again (every method)."""
+    from explanations.pointing import score
+    words, absent = scored_words(items, ann, masks)
+    return dict(score([w[3] for w in words], [w[4] for w in words], [w[2] for w in words]), absent=absent)
+
+
+def mark_folder(folder, items, ann: Annotations, label: str) -> int:
+    """``--mark``: record in each scored image's ``<stem>.json`` (key ``pointing``) every word it scored: its token
+    indices, class, the object's bounding box (x0, y0, x1, y1; of all its instances when several), the map's peak
+    (x, y) and whether the peak hit (strict, and within the tolerance), in original-image pixels, and in
+    ``scored`` which maps those are (``label``); then rebuild the folder's explorer if it has one. Returns the
+    number of words recorded."""
+    import json
+    from explanations.pointing import peak, play
+    from hw3io import atomic_write_text
+    words, _ = scored_words(items, ann)
+    marks = {it["stem"]: [] for it in items}
+    for it, idx, cls, heat, mask in words:
+        game, (ys, xs) = play(heat, mask), np.nonzero(mask)
+        box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if len(xs) else [0, 0, 0, 0]
+        marks[it["stem"]].append({"tokens": [int(i) for i in idx], "class": cls, "boxes": [box],
+                                  "peak": [float(v) for v in peak(heat)], "strict": bool(game["maps"]),
+                                  "tolerance": bool(game["tolerance"])})
+    folder = Path(folder)
+    for stem, found in marks.items():
+        path = folder / f"{stem}.json"
+        meta = read_json(path, "hw3_2.sh output")
+        atomic_write_text(path, json.dumps(dict(meta, pointing=found, scored=label), indent=1) + "\n")
+    if (folder / "index.html").is_file():
+        from hw3io.explorer import write_explorer
+        write_explorer(folder)
+    return len(words)
 
 
 FOLDER = " (hw3_2.sh's maps)"  # the table row of the folder's own maps ends in this
@@ -536,6 +571,9 @@ def main(argv=None):
                    "model (default: 0)")
     p.add_argument("--device", default="auto", help="device for --checkpoint: auto (cuda if available), cuda or cpu")
     p.add_argument("--json", default=None, help="also write the table's numbers here (hw3_report.py --p2-pointing)")
+    p.add_argument("--mark", action="store_true", help="record each scored word of the folder's own maps (box, peak, "
+                   "hit or miss) in its image's <stem>.json, and rebuild the folder's index.html if it has one (the "
+                   "explorer shows them)")
     a = p.parse_args(argv)
     if a.masks < 1 or a.cells < 1:
         raise UserError(f"--masks and --cells must be at least 1, not {a.masks} and {a.cells}")
@@ -566,6 +604,8 @@ def main(argv=None):
     print(legend(folder))
     if a.json:
         save(a.json, rows, folder, "object words")
+    if a.mark:
+        mark_folder(a.folder, items, ann, row_label(folder_spec(items)) + FOLDER)
     if "random_deletion" in folder:
         print("(deletion and insertion on the model's input, teacher-forced on the folder's caption: an object word's "
               "probability, the mean of its pieces' for a split word or a two-word name, ranked by the mean of their "

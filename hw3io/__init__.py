@@ -12,7 +12,7 @@ _WHERE = {
     "atomic_path": "atomic", "atomic_save_npy": "atomic", "atomic_write_text": "atomic",
     "ensure_writable_dir": "atomic",
     "pick_device": "device", "default_workers": "device",
-    "upsample": "maps", "place": "maps",
+    "upsample": "maps", "place": "maps", "pixel_region": "maps",
     "save_figure": "figures",
     "save_tensors": "tensors", "read_tensors": "tensors",
     "progress": "progress", "report": "progress",

@@ -168,6 +168,10 @@ def section_p2(p2_dir, refs, figs):
         copy = figs / f"p2_{png.name}"  # inside the report folder, so its links survive moving it
         shutil.copyfile(png, copy)
         blocks += [("img", copy, line)]
+    if (Path(p2_dir) / "index.html").is_file():  # the explorer, copied so the link survives moving the report
+        shutil.copyfile(Path(p2_dir) / "index.html", figs / "p2_explorer.html")
+        blocks.append(("p", "Every token, layer and head of these images: open figures/p2_explorer.html in a browser "
+                            "(self-contained)."))
     if refs:
         blocks += caption_scores(p2_dir, refs)
     first = pngs[0]

@@ -20,7 +20,8 @@ P1_CHECKPOINT="$out/p1/best.safetensors" bash hw3_1.sh "$out/data/val" "$out/p1/
 echo "== Problem 1: explain"
 python3 p1_visualize_pos.py --checkpoint "$out/p1/best.safetensors" --output "$out/p1/pos.png"
 imgs=$(ls "$out"/data/val/*.jpg | awk 'NR % 100 == 1' | head -n 3)
-python3 p1_visualize_attn.py --checkpoint "$out/p1/best.safetensors" --images $imgs --output-dir "$out/p1/attn"
+python3 p1_visualize_attn.py --checkpoint "$out/p1/best.safetensors" --images $imgs --output-dir "$out/p1/attn" \
+  --all-layers --html
 echo "== Problem 1: maps of the decision itself beside the attention (relevance; RISE, 500 masks)"
 python3 p1_visualize_attn.py --checkpoint "$out/p1/best.safetensors" --images $imgs --method relevance \
   --output-dir "$out/p1/relevance"
@@ -42,10 +43,10 @@ python3 p2_train.py --preset tiny --backbone-weights "$out/p2/convnet.safetensor
   --train-annotations "$out/world/train/captions.json" --train-images "$out/world/train/images" \
   --val-annotations "$out/world/val/captions.json" --val-images "$out/world/val/images" --vocab "$out/world/vocab.txt" --output-dir "$out/p2"
 echo "== Problem 2: hw3_2.sh on the held-out scenes"
-CATR_CHECKPOINT="$out/p2/checkpoint.pth" CATR_VOCAB="$out/p2/vocab.txt" bash hw3_2.sh "$out/world/val/images" \
+CATR_CHECKPOINT="$out/p2/checkpoint.pth" CATR_VOCAB="$out/p2/vocab.txt" CATR_HTML=1 bash hw3_2.sh "$out/world/val/images" \
   "$out/p2/attn"
 echo "== Problem 2: captions and pointing game (does a word's cross-attention peak on the object it names?)"
-python3 -m catr.pointing "$out/p2/attn" --objects "$out/world/val/objects.json" \
+python3 -m catr.pointing "$out/p2/attn" --objects "$out/world/val/objects.json" --mark \
   --captions "$out/world/val/captions.json" --checkpoint "$out/p2/checkpoint.pth" --vocab "$out/p2/vocab.txt"
 echo "== Problem 2: can the maps be trusted? pointing, deletion/insertion, randomisation on 12 held-out scenes"
 python3 -m catr.pointing "$out/p2/attn" --objects "$out/world/val/objects.json" --checkpoint "$out/p2/checkpoint.pth" \
@@ -59,10 +60,12 @@ echo "Done (chance accuracy is 1/37 = 0.027). Outputs:"
 echo "  $out/p1/log.csv, curves.png, confusion.png   training log and plots"
 echo "  $out/p1/pred.csv                             hw3_1.sh predictions"
 echo "  $out/p1/pos.png, attn/*.png                 position-embedding similarity, CLS attention"
+echo "  $out/p1/attn/index.html                      explorer: every layer and head over each image (open in a browser)"
 echo "  $out/p1/relevance/*.png, rise/*.png         maps of the decision (relevance, RISE)"
 echo "  $out/p1/trust.json                           pointing and faithfulness of every map (for the report)"
 echo "  $out/p2/convnet.safetensors                  the pretrained ConvNet"
 echo "  $out/p2/log.csv, checkpoint.pth              tiny CATR training log and weights"
 echo "  $out/p2/attn/*.png                           per-token cross-attention tiles of held-out scenes"
+echo "  $out/p2/attn/index.html                      explorer: every token, layer and head, with the pointing game's hits"
 echo "  $out/p2/relevance/*.png                      per-token relevance tiles of the same captions"
 echo "  $out/p2/trust.json                           pointing and faithfulness of every map (for the report)"

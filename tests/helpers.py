@@ -43,3 +43,24 @@ def script_repo(tmp_path) -> Path:
 def grader_env(home, **extra):
     """What a grader's shell has: PATH (python3 with the requirements) and a home with empty caches."""
     return {"PATH": script_env()["PATH"], "HOME": str(home), "PYTHONUNBUFFERED": "1", **extra}
+
+
+def dump_dom(page: Path, script: str, budget_ms: int = 10000, timeout: int = 120) -> str | None:
+    """The DOM of ``page`` after ``script`` (JavaScript inserted before ``</body>``, so it can click through the page
+    and write what it saw into the DOM) ran in headless Chromium; None when no Chromium is installed. The probe is a
+    copy beside the page, so relative links resolve as they do for the page."""
+    import tempfile
+    from report import render
+    binary = render.find_chromium()
+    if binary is None:
+        return None
+    probe = page.with_name("probe-" + page.name)
+    probe.write_text(page.read_text().replace("</body>", f"<script>{script}</script></body>"))
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run(render.chromium_args(binary, profile) + [f"--virtual-time-budget={budget_ms}",
+                                                                       "--dump-dom", probe.as_uri()],
+                              capture_output=True, text=True, timeout=timeout).stdout
+
+
+NO_CHROMIUM = ("no headless Chromium installed (Debian: apt-get install chromium-headless-shell); .ci/run installs "
+               "it")

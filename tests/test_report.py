@@ -2,8 +2,6 @@
 headless Chromium (skipped, with the reason, where none is installed; CI installs one)."""
 import json
 import re
-import subprocess
-import tempfile
 
 import numpy as np
 import pytest
@@ -96,21 +94,14 @@ def test_report_states_the_numbers_the_scripts_give(built, tmp_path):
 
 
 def test_report_renders_in_a_real_browser(built):
+    from helpers import NO_CHROMIUM, dump_dom
     result, _, _ = built
-    binary = render.find_chromium()
-    if binary is None:
-        pytest.skip("no headless Chromium installed (Debian: apt-get install chromium-headless-shell); "
-                    ".ci/run installs it")
     page = result["html"].read_text()
-    probe = result["html"].with_name("probe.html")
-    probe.write_text(page.replace("</body>", "<script>window.addEventListener('load', () => {"
-                                  "const im = [...document.images]; document.body.setAttribute('data-decoded', "
-                                  "im.filter(i => i.complete && i.naturalWidth > 0).length + '/' + im.length);"
-                                  "});</script></body>"))
-    with tempfile.TemporaryDirectory() as profile:
-        dom = subprocess.run(render.chromium_args(binary, profile) + ["--virtual-time-budget=10000", "--dump-dom",
-                                                                      probe.as_uri()],
-                             capture_output=True, text=True, timeout=120).stdout
+    dom = dump_dom(result["html"], "window.addEventListener('load', () => {"
+                   "const im = [...document.images]; document.body.setAttribute('data-decoded', "
+                   "im.filter(i => i.complete && i.naturalWidth > 0).length + '/' + im.length);});")
+    if dom is None:
+        pytest.skip(NO_CHROMIUM)
     decoded, total = map(int, re.search(r'data-decoded="(\d+)/(\d+)"', dom).groups())
     assert total == page.count("<img ") and decoded == total > 5
 

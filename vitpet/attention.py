@@ -82,6 +82,14 @@ def to_grid(vec: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     return vec.reshape(*vec.shape[:-1], *grid)
 
 
+def all_layer_maps(model, x: torch.Tensor) -> torch.Tensor:
+    """Every block's per-head maps for a batch, as ``attention_maps(heads=True)`` gives one: (B, layers, heads, gh,
+    gw)."""
+    npt, cls = model.num_prefix_tokens, has_class_token(model)
+    grid = patch_grid(model)
+    return torch.stack([to_grid(query_to_patches(a, npt, cls), grid) for a in capture_attention(model, x)], 1)
+
+
 def attention_maps(model, x: torch.Tensor, *, layer: int = -1, heads: bool = False, use_rollout: bool = False):
     """Maps on the patch grid for a batch: (B, gh, gw), or (B, heads, gh, gw) with ``heads``."""
     npt, cls = model.num_prefix_tokens, has_class_token(model)

@@ -1,12 +1,13 @@
 """The two explanation pipelines behind p1_visualize_pos.py and p1_visualize_attn.py, and the model loader they share
 with ``python3 -m vitpet.pointing``."""
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from hw3io import UserError, atomic_save_npy, ensure_writable_dir, load_rgb, progress, upsample
-from .attention import attention_maps, map_name, patch_grid, pos_embed_cosine
+from hw3io import UserError, atomic_save_npy, atomic_write_text, ensure_writable_dir, load_rgb, progress, upsample
+from .attention import all_layer_maps, attention_maps, map_name, patch_grid, pos_embed_cosine
 from .data import build_view_transform
 from .model import build_model, file_num_classes, load_checkpoint, resolve_model_data_config
 from . import outliers, plotting
@@ -92,10 +93,12 @@ def method_maps(model, x: torch.Tensor, method: str, *, layer: int = -1, heads: 
 
 def visualize_attention(images, output_dir, checkpoint=None, model_name=None, layer=-1, heads=False,
                         use_rollout=False, device="cpu", pretrained_file=None, img_size=None, method="attention",
-                        masks=1000, cells=8, seed=0) -> list[Path]:
+                        masks=1000, cells=8, seed=0, all_layers=False, html=False) -> list[Path]:
     """One PNG (+ raw map .npy, (gh, gw) or (heads, gh, gw)) per image; returns the PNG paths. The attention map is
     the CLS row, or for a model without a class token the mean patch row (``attention.query_to_patches``); the other
-    ``method``s are those of ``method_maps``."""
+    ``method``s are those of ``method_maps``. ``all_layers`` (attention only) also saves <stem>.layers.npy, every
+    block's per-head maps (layers, heads, gh, gw); ``html`` a <stem>.json describing the maps (``explorer_meta``)
+    and the folder's index.html (``hw3io.explorer``)."""
     if use_rollout:
         if method not in ("attention", "rollout"):
             raise UserError(f"--rollout and --method {method} name two methods: give one")
@@ -107,6 +110,8 @@ def visualize_attention(images, output_dir, checkpoint=None, model_name=None, la
         raise UserError(f"unknown --method {method!r}: one of {', '.join(METHODS)}")
     if heads and method != "attention":
         raise UserError(f"--heads is for attention maps; --method {method} has one map per image")
+    if all_layers and method != "attention":
+        raise UserError(f"--all-layers keeps every layer's attention maps; --method {method} has none")
     output_dir = ensure_writable_dir(output_dir)
     missing = [str(p) for p in images if not Path(p).is_file()]
     if missing:
@@ -142,5 +147,27 @@ def visualize_attention(images, output_dir, checkpoint=None, model_name=None, la
             plotting.plot_attention(original, view_np, upsample(maps, size).numpy(), out, title, flags=flags,
                                     what=method)
         atomic_save_npy(out.with_suffix(".npy"), maps.numpy())
+        if all_layers:
+            with torch.no_grad():
+                layers = all_layer_maps(model, x[None].to(device))[0].cpu()  # (layers, heads, gh, gw)
+            atomic_save_npy(out.with_suffix(".layers.npy"), layers.numpy())
+        if html:
+            meta = explorer_meta(path, original.size, data_config, title.split("\n")[0], map_name(model), method,
+                                 layer % depth if method == "attention" else None, heads, all_layers)
+            atomic_write_text(out.with_suffix(".json"), json.dumps(meta, indent=1) + "\n")
         written.append(out)
+    if html:
+        from hw3io.explorer import write_explorer
+        written.append(write_explorer(output_dir))
     return written
+
+
+def explorer_meta(path, size, data_config, caption, label, method, layer, heads, all_layers) -> dict:
+    """What ``hw3io.explorer`` needs to show one image's maps: the source image, the one "token" (the query whose
+    map it is), and ``region``, the rectangle of the original image (as displayed, of (W, H) = ``size``) that the
+    model's view, and so the map grid, covers: the eval resize and crop inverted (``pointing.view_region``), where
+    the PNG's overlay on the view puts the map."""
+    from .pointing import view_region
+    return {"image": str(Path(path).resolve()), "tokens": [label], "caption": caption, "method": method,
+            "layer": layer, "region": list(view_region(data_config, size)), "axes": "khw" if heads else "hw",
+            **({"layers_axes": "lkhw"} if all_layers else {})}

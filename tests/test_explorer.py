@@ -1,0 +1,217 @@
+"""hw3io/explorer.py and the --html of both problems: the page, opened in a real headless Chromium and clicked
+through, draws the saved maps where the PNGs put them, shows the pointing game as catr.pointing counted it, and
+requests nothing; off by default; 50 scenes fit the size budget."""
+import html
+import json
+import re
+
+import numpy as np
+import pytest
+
+from catr_tiny import IMAGES
+from helpers import NO_CHROMIUM, dump_dom
+
+TINY = dict(backbone="convnet", max_dim=96, max_position_embeddings=12)  # a CATR that captions in milliseconds
+
+# Clicks through the page as a reader would (an image, a token, a layer, a head, the arrow keys) and writes, after
+# each step, what the page shows into <pre id="probe">: its state, the map canvas's pixels, and where the map, the
+# photo, the boxes and the peak sit. It also tries one request, which the page's policy must block.
+HOOK = r"""
+const blocked = [];
+document.addEventListener("securitypolicyviolation", ev => blocked.push(ev.blockedURI));
+window.addEventListener("load", async () => {
+  const $ = id => document.getElementById(id), out = [];
+  const rect = el => { const r = el.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+  const snap = () => {
+    const c = $("heat"), px = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    const st = $("status").dataset, sc = $("scale").dataset;
+    out.push({scene: +st.scene, token: +st.token, layer: +st.layer, head: +st.head, mark: st.mark,
+              lo: +sc.lo, step: +sc.step, size: [c.height, c.width],
+              rgb: Array.from(px).filter((v, i) => i % 4 !== 3), heat: rect(c), photo: rect($("photo")),
+              boxes: [...document.querySelectorAll(".box")].map(rect),
+              peak: [...document.querySelectorAll(".peak")].map(rect)});
+  };
+  const pick = (id, v) => { $(id).value = String(v); $(id).dispatchEvent(new Event("change")); };
+  const key = k => document.dispatchEvent(new KeyboardEvent("keydown", {key: k}));
+  await new Promise(r => $("photo").complete ? r() : $("photo").addEventListener("load", r));
+  __STEPS__
+  try { await fetch("http://127.0.0.1:9/x"); } catch (e) {}
+  await new Promise(r => setTimeout(r, 100));
+  const s = $("summary").dataset;
+  const probe = document.createElement("pre");
+  probe.id = "probe";
+  probe.textContent = JSON.stringify({snaps: out, blocked, summary: [+s.count, +s.strict, +s.tolerance]});
+  document.body.append(probe);
+});
+"""
+CLICKS = """snap();
+  pick("scene", 1); await new Promise(r => setTimeout(r, 50)); snap();
+  document.querySelectorAll(".tok")[1].click(); snap();
+  pick("layer", 0); snap();
+  pick("head", 1); snap();
+  key("ArrowRight"); snap();
+  key("ArrowUp"); await new Promise(r => setTimeout(r, 50)); snap();"""
+# (scene, token, layer, head) after each step of CLICKS; head 1 of 5 slots (4 heads, then the mean)
+STEPS = [(0, 0, 1, 4), (1, 0, 1, 4), (1, 1, 1, 4), (1, 1, 0, 4), (1, 1, 0, 1), (1, 2, 0, 1), (0, 2, 0, 1)]
+
+
+def browse(page, clicks=CLICKS):
+    dom = dump_dom(page, HOOK.replace("__STEPS__", clicks))
+    if dom is None:
+        pytest.skip(NO_CHROMIUM)
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    assert found, dom[-2000:]
+    return json.loads(html.unescape(found.group(1)))
+
+
+def jet_index(rgb: np.ndarray) -> np.ndarray:
+    """Pixels (N, 3) drawn in the page's jet -> their level; the page's jet is matplotlib's (the PNGs') within
+    4/255, one colour per level."""
+    from matplotlib import colormaps
+    from hw3io.explorer import jet_table
+    table = np.array(jet_table())
+    assert np.abs(table - np.round(colormaps["jet"](np.arange(256))[:, :3] * 255)).max() <= 4
+    same = (rgb[:, None, :] == table[None]).all(-1)  # (N, 256)
+    assert (same.sum(1) == 1).all(), "a pixel that is no jet colour"
+    return same.argmax(1)
+
+
+def shown_map(snap) -> np.ndarray:
+    h, w = snap["size"]
+    return snap["lo"] + jet_index(np.array(snap["rgb"]).reshape(-1, 3)).reshape(h, w) * snap["step"]
+
+
+@pytest.fixture(scope="module")
+def p2(tmp_path_factory):
+    """Two images captioned by a tiny random CATR ("sheep bike sheep ...") with --all-layers --html, scored by
+    catr.pointing --mark against a sheep in each image's top-left quarter and a bike in its bottom-right one; then
+    the page clicked through."""
+    import torch
+    from catr.caption import create_model
+    from catr.pipeline import caption_folder
+    from catr.pointing import main
+    from catr_tiny import tiny_config, tiny_model, write_images, write_vocab
+    root = tmp_path_factory.mktemp("explorer")
+    torch.save({"model": tiny_model(seed=3, **TINY).state_dict(), "catr_config": tiny_config(**TINY).to_dict()},
+               root / "c.pth")
+    images = write_images(root / "images")
+    for p in images.iterdir():
+        if p.name not in ("bike.jpg", "sheep.jpg"):
+            p.unlink()
+    out = root / "out"
+    caption_folder(images, out, model=create_model(checkpoint=root / "c.pth"), vocab=write_vocab(root / "vocab.txt"),
+                   all_layers=True, html=True)
+    objects = {n: [{"words": ["sheep"], "box": [0, 0, w // 2, h // 2]},
+                   {"words": ["bike"], "box": [w // 2, h // 2, w // 2, h // 2]}] for n, (w, h) in IMAGES.items()}
+    (root / "objects.json").write_text(json.dumps(objects))
+    main([str(out), "--objects", str(root / "objects.json"), "--mark", "--json", str(root / "scores.json")])
+    return {"out": out, "scores": json.loads((root / "scores.json").read_text()), "seen": browse(out / "index.html")}
+
+
+def test_the_page_draws_the_saved_maps_where_the_pngs_put_them(p2):
+    """Every click lands (image, token, layer, head), and the canvas holds the saved map of that choice, cell by
+    cell within one 8-bit step, over the whole image as hw3_2.sh's PNG places it."""
+    seen, stems = p2["seen"]["snaps"], ["bike", "sheep"]
+    assert [(s["scene"], s["token"], s["layer"], s["head"]) for s in seen] == STEPS
+    for s in seen:
+        layers = np.load(p2["out"] / f"{stems[s['scene']]}.layers.npy")  # (layers, T, heads, h, w)
+        assert layers.shape[2] == 4
+        saved = layers[s["layer"], s["token"]]
+        saved = saved.mean(0) if s["head"] == 4 else saved[s["head"]]
+        assert s["size"] == list(saved.shape)
+        assert np.abs(shown_map(s) - saved).max() <= s["step"] + 1e-6
+        assert s["step"] > 0 and np.allclose(s["heat"], s["photo"], atol=0.5)  # CATR's grid covers the whole image
+    first = np.load(p2["out"] / "bike.npy")[0]  # the graded map: the last layer's head mean, token 0
+    assert np.abs(shown_map(seen[0]) - first).max() <= seen[0]["step"] + 1e-6
+
+
+def test_a_scored_folder_shows_hits_and_misses_as_catr_pointing_counted(p2):
+    folder = p2["scores"]["rows"]["attention, layer -1 (hw3_2.sh's maps)"]
+    count, strict, tolerance = p2["seen"]["summary"]
+    assert count == folder["count"] > 0 and strict == round(folder["maps"] * count)
+    assert 0 < strict < count  # both hits and misses are there to show
+    marks = {stem: json.loads((p2["out"] / f"{stem}.json").read_text())["pointing"] for stem in ("bike", "sheep")}
+    for s in p2["seen"]["snaps"]:
+        mark = next((m for m in marks[["bike", "sheep"][s["scene"]]] if s["token"] in m["tokens"]), None)
+        assert s["mark"] == ("" if mark is None else "hit" if mark["strict"] else "miss")
+        assert len(s["boxes"]) == (0 if mark is None else 1)
+        if mark is not None:  # the box sits where catr.pointing had the object: sheep top-left, bike bottom-right
+            (x0, y0, x1, y1), (px0, py0, px1, py1) = s["boxes"][0], s["photo"]
+            cx, cy = ((x0 + x1) / 2 - px0) / (px1 - px0), ((y0 + y1) / 2 - py0) / (py1 - py0)
+            assert (cx < 0.5 and cy < 0.5) if mark["class"] == "sheep" else (cx > 0.5 and cy > 0.5)
+
+
+def test_the_page_requests_nothing(p2):
+    page = (p2["out"] / "index.html").read_text()
+    assert "default-src 'none'" in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
+    assert p2["seen"]["blocked"] == ["http://127.0.0.1:9/x"]  # the policy is in force: a request is refused
+
+
+def test_p1_explorer_places_the_map_on_the_view(tiny_checkpoint, tmp_path):
+    """p1_visualize_attn.py --html --all-layers --heads: the map sits on the part of the original the model's view
+    shows (vitpet.pointing.view_region), and holds the saved per-head map."""
+    from PIL import Image
+    from vitpet.explain import load_explained_model, visualize_attention
+    from vitpet.pointing import view_region
+    rng = np.random.default_rng(0)
+    img = tmp_path / "26_1.jpg"
+    Image.fromarray(rng.integers(0, 255, (90, 160, 3), dtype=np.uint8)).save(img)
+    visualize_attention([img], tmp_path / "attn", checkpoint=tiny_checkpoint, heads=True, all_layers=True, html=True)
+    s = browse(tmp_path / "attn" / "index.html", "snap();")["snaps"][0]
+    x0, y0, x1, y1 = view_region(load_explained_model(tiny_checkpoint)[1], (160, 90))
+    assert x1 - x0 < 160  # the centre crop: a part of the image
+    (a, b, c, d), (px0, py0, px1, py1) = s["heat"], s["photo"]
+    sx, sy = (px1 - px0) / 160, (py1 - py0) / 90
+    assert np.allclose([a, b, c, d], [px0 + round(x0) * sx, py0 + round(y0) * sy, px0 + round(x1) * sx,
+                                      py0 + round(y1) * sy], atol=1)
+    layers = np.load(tmp_path / "attn" / "26_1.layers.npy")  # (layers, heads, gh, gw)
+    last = layers[-1].mean(0) if s["head"] == layers.shape[1] else layers[-1, s["head"]]
+    assert np.abs(shown_map(s) - last).max() <= s["step"] + 1e-6
+
+
+def test_html_is_off_by_default(tmp_path, monkeypatch):
+    """hw3_2.sh's output stays what it was: no page, no extra maps, the JSON as before; $CATR_HTML=1 opts in."""
+    import p2_caption_attn
+    from catr.pipeline import caption_folder
+    from catr_tiny import tiny_model, write_images, write_vocab
+    from helpers import ROOT
+    monkeypatch.delenv("CATR_HTML", raising=False)
+    a = p2_caption_attn.get_args_parser().parse_args(["--images", "x", "--output-dir", "y"])
+    assert not a.html and not a.all_layers
+    monkeypatch.setenv("CATR_HTML", "1")
+    a = p2_caption_attn.get_args_parser().parse_args(["--images", "x", "--output-dir", "y"])
+    assert a.html and a.all_layers
+    assert "--html" not in (ROOT / "hw3_2.sh").read_text()
+    images = write_images(tmp_path / "images")
+    for p in images.iterdir():
+        if p.name != "ski.jpg":
+            p.unlink()
+    caption_folder(images, tmp_path / "out", model=tiny_model(**TINY), vocab=write_vocab(tmp_path / "vocab.txt"))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ski.json", "ski.npy", "ski.png", "ski.txt"]
+    assert set(json.loads((tmp_path / "out" / "ski.json").read_text())) == {
+        "caption", "tokens", "grid", "size", "layer", "image", "method"}
+
+
+def test_fifty_scenes_fit_the_size_budget():
+    """50 COCO-shaped scenes (640 x 480, so a 19 x 15 grid at 299 px) with CATR v3's 6 layers x 8 heads and 14
+    tokens each stay under 20 MB."""
+    from PIL import Image
+    from hw3io.explorer import jpeg_uri, method_entry, page
+    rng = np.random.default_rng(0)
+    gradient = np.linspace(0, 255, 640)[None, :, None] * np.ones((480, 1, 3))
+    photo = Image.fromarray(np.clip(gradient + rng.normal(0, 20, (480, 640, 3)), 0, 255).astype(np.uint8))
+    scene = {"name": "x.jpg", "stem": "x", "caption": "", "tokens": ["w"] * 14, "grid": [15, 19],
+             "image": jpeg_uri(photo), "region": [0, 0, 1, 1], "layer": 5, "marks": [], "scored": "",
+             "methods": {"attention": method_entry(rng.random((6, 14, 8, 15, 19)), [f"layer {k}" for k in range(6)],
+                                                   per_head=True)}}
+    size = len(page([scene] * 50, "fifty").encode())
+    assert 10e6 < size < 20e6, size
+
+
+def test_the_report_links_a_copy_of_the_explorer(p2, tmp_path):
+    """Copied into the report's figures folder, so the link survives moving the report."""
+    from report.build import section_p2
+    blocks = section_p2(p2["out"], None, tmp_path / "figures")
+    assert (tmp_path / "figures" / "p2_explorer.html").read_bytes() == (p2["out"] / "index.html").read_bytes()
+    assert any(b[0] == "p" and "figures/p2_explorer.html" in b[1] for b in blocks)
