@@ -14,7 +14,9 @@ def get_args_parser():
     g.add_argument("--val-dir", required=True, help="the val folder; the final accuracy is recomputed on it")
     g.add_argument("--attn-images", nargs="+", default=None,
                    help="images for the attention figure (default: 26_5064.jpg 29_4718.jpg 31_4838.jpg in --val-dir)")
-    g.add_argument("--class-names", default=None, help="a file with one class name per line (optional)")
+    g.add_argument("--class-names", default=None,
+                   help="a file with one class name per line, in label order (default: the run's classes.txt, "
+                        "which p1_train.py copies from the data folder; else label numbers)")
     g = p.add_argument_group("Problem 2")
     g.add_argument("--p2-dir", default=None, help="a hw3_2.sh output folder")
     g.add_argument("--p2-captions", default=None,

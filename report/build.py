@@ -13,7 +13,12 @@ from . import evidence, figures, render
 SPEC_IMAGES = ("26_5064.jpg", "29_4718.jpg", "31_4838.jpg")
 
 
-def read_class_names(path, num_classes: int) -> list[str]:
+def read_class_names(path, num_classes: int, run_dir=None) -> list[str]:
+    """``--class-names`` when given, else the run folder's ``classes.txt`` (training copies the data folder's), else
+    the label numbers; each name is prefixed with its number, as the file names carry it."""
+    from vitpet.data import CLASS_FILE
+    if path is None and run_dir is not None and (Path(run_dir) / CLASS_FILE).is_file():
+        path = Path(run_dir) / CLASS_FILE
     if path is None:
         return [str(i) for i in range(num_classes)]
     names = [l.strip() for l in Path(path).read_text().splitlines() if l.strip()]
@@ -242,7 +247,7 @@ def build_report(p1_run, output, *, val_dir, compare=(), attn_images=None, p2_di
     figs = output / "figures"
     t0 = time.time()
     blocks, model, config, targets, preds, acc = section_1a(runs[0], val_dir, device, figs)
-    names = read_class_names(class_names, config["num_classes"])
+    names = read_class_names(class_names, config["num_classes"], runs[0]["dir"])
     blocks += section_1b(runs, targets, preds, names, figs)
     blocks += section_2(model, figs)
     blocks += section_3(model, config, attn_images, names, device, figs)

@@ -176,3 +176,14 @@ def test_a_rising_profile_is_never_described_as_falling():
     assert text.startswith("is not monotonic") and "falls" not in text and "lowest 0.032 at 3" in text
     falling = rising.assign(mean_cosine=[0.5, 0.3, 0.2, 0.1])
     assert profile_trend(falling, "same row").startswith("falls with distance")
+
+
+def test_training_writes_class_names_the_report_reads(trained, tmp_path):
+    from report.build import read_class_names
+    from synth.pets import CLASS_NAMES
+    _, run_dir, _ = trained
+    assert (run_dir / "classes.txt").read_text().splitlines() == CLASS_NAMES  # copied from the data folder
+    assert read_class_names(None, 37, run_dir)[:2] == ["0 red disc", "1 red square"]
+    (tmp_path / "mine.txt").write_text("\n".join(f"pet{i}" for i in range(37)) + "\n")
+    assert read_class_names(tmp_path / "mine.txt", 37, run_dir)[36] == "36 pet36"  # the flag wins
+    assert read_class_names(None, 37, tmp_path)[5] == "5"  # no file anywhere: numbers
