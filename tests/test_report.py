@@ -176,6 +176,14 @@ def test_a_rising_profile_is_never_described_as_falling():
     assert text.startswith("is not monotonic") and "falls" not in text and "lowest 0.032 at 3" in text
     falling = rising.assign(mean_cosine=[0.5, 0.3, 0.2, 0.1])
     assert profile_trend(falling, "same row").startswith("falls with distance")
+    slow = rising.assign(mean_cosine=[0.100, 0.104, 0.108, 0.112])  # every step below the old 0.005 tolerance
+    assert profile_trend(slow, "same row").startswith("rises with distance, from 0.100 at 1 to 0.112 at 4")
+    blip = rising.assign(mean_cosine=[0.5, 0.503, 0.3, 0.2])  # rises once, by less than the old tolerance
+    text = profile_trend(blip, "same row")
+    assert text.startswith("is not monotonic") and "highest 0.503 at 2" in text
+    from report.evidence import profile_ends
+    assert profile_ends(blip, "same row") == ("same row: similarity 0.500 at distance 1 and 0.200 at the farthest "
+                                              "distance, 4 (the curve is not monotonic)")
 
 
 def test_training_writes_class_names_the_report_reads(trained, tmp_path):
