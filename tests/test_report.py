@@ -339,3 +339,14 @@ def test_settings_table_compares_runs_epoch_by_epoch_from_1(monkeypatch, tmp_pat
     assert "the most confused pair is 0 a taken for 1 b (1 images)" in prompts
     curves = [line.get_xdata() for line in figs[0].axes[0].lines]
     assert [list(x) for x in curves] == [[1, 2, 3], [1, 2, 3]]  # log.csv's epoch 0 is the first
+
+
+def test_make_compare_trains_two_runs_differing_in_one_setting():
+    proc = subprocess.run(["make", "-n", "-o", ".venv/.installed", "compare"], capture_output=True, text=True,
+                          cwd=ROOT)
+    lines = re.sub(r"\\\n\s*", " ", proc.stdout).splitlines()  # continuation lines joined
+    trains = [l for l in lines if "p1_train.py" in l]
+    assert len(trains) == 2, proc.stdout + proc.stderr
+    strip = [re.sub(r"--opt \w+ --output-dir demo_out/compare/\w+", "", l) for l in trains]
+    assert strip[0] == strip[1] and "--opt adamw" in trains[0] and "--opt sgd" in trains[1]
+    assert any("hw3_report.py" in l and "--compare demo_out/compare/adamw demo_out/compare/sgd" in l for l in lines)
