@@ -71,7 +71,9 @@ def plot_token_maps(image: np.ndarray, heat: np.ndarray, tokens: list[str], capt
     upsampled to ``image`` (H, W, 3)."""
     n = len(tokens) + 1
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.9 * rows + 0.5), squeeze=False)
+    height = 2.9 * rows + 0.5
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, height), squeeze=False,
+                             gridspec_kw=dict(left=0.02, right=0.96, bottom=0.02, top=1 - 0.6 / height, hspace=0.25))
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= n:
@@ -83,5 +85,5 @@ def plot_token_maps(image: np.ndarray, heat: np.ndarray, tokens: list[str], capt
         im = ax.imshow(heat[i - 1], cmap="jet", alpha=0.5)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
         ax.set_title(tokens[i - 1], fontsize=10)
-    fig.suptitle(caption, fontsize=12)
+    fig.suptitle(caption, fontsize=12, y=1 - 0.15 / height)
     save_figure(fig, path)
