@@ -13,7 +13,12 @@ from . import evidence, figures, render
 SPEC_IMAGES = ("26_5064.jpg", "29_4718.jpg", "31_4838.jpg")
 
 
-def read_class_names(path, num_classes: int) -> list[str]:
+def read_class_names(path, num_classes: int, run_dir=None) -> list[str]:
+    """``--class-names`` when given, else the run folder's ``classes.txt`` (training copies the data folder's), else
+    the label numbers; each name is prefixed with its number, as the file names carry it."""
+    from vitpet.data import CLASS_FILE
+    if path is None and run_dir is not None and (Path(run_dir) / CLASS_FILE).is_file():
+        path = Path(run_dir) / CLASS_FILE
     if path is None:
         return [str(i) for i in range(num_classes)]
     names = [l.strip() for l in Path(path).read_text().splitlines() if l.strip()]
@@ -45,12 +50,17 @@ def caption_scores(p2_dir, refs) -> list:
     n_refs = sum(len(refs[k]) for k in results)
     note = (f"{len(results)} generated captions against {n_refs} references ({n_refs / len(results):.0f} per image), "
             "scored as the COCO caption evaluation does (pycocoevalcap; CIDEr is CIDEr-D; papers print x100).")
-    return [("h", 3, "Caption metrics"), ("p", note if java else f"{note} {NO_JAVA}."),
+    return [("h", 4, "Caption metrics"), ("p", note if java else f"{note} {NO_JAVA}."),
             ("table", ["metric", "score"], [[k, f"{v:.3f}"] for k, v in scores.items()])]
 
 
-def section_1a(run, val_dir, device, figs):
-    """Predict --val-dir with the chosen checkpoint: the number the graders reproduce."""
+def discussion(prompts) -> tuple:
+    """The place for the student's own words, with the facts measured above as prompts."""
+    return ("discuss", [p for p in prompts if p])
+
+
+def section_accuracy(run, val_dir, device, figs):
+    """Problem 1, question 1: predict --val-dir with the chosen checkpoint, the number the graders reproduce."""
     from vitpet.config import format_versions, reproduce_commands
     from vitpet.data import parse_label
     from vitpet.inference import predict_folder
@@ -61,43 +71,77 @@ def section_1a(run, val_dir, device, figs):
     df, bad, _ = predict_folder(model, config["data_config"], val_dir, device=device, show_progress=False)
     if bad:
         raise UserError(f"{len(bad)} unreadable image(s) in {val_dir}: {', '.join(p.name for p, _ in bad)}")
+    seconds = time.time() - t0
     targets = np.array([parse_label(n) for n in df["filename"]])
     preds = df["label"].to_numpy()
-    acc = float((preds == targets).mean())
+    acc, correct = float((preds == targets).mean()), int((preds == targets).sum())
     train_cmd, predict_cmd = reproduce_commands(config.get("train_config") or {}, val_dir)
-    box = [f"Final result: val accuracy {acc:.4f} ({(preds == targets).sum()} / {len(df)} images of {val_dir})",
+    box = [f"Final result: val accuracy {acc:.4f} ({correct} / {len(df)} images of {val_dir})",
            f"model {config['model']}, {config['img_size']} px, checkpoint sha256 {sha256_file(run['checkpoint'])}",
            f"trained on {config.get('train_device', run['info'].get('device', 'n/a'))}; "
            f"{format_versions(config.get('versions'))}",
            f"reproduce training: {train_cmd}",
            f"reproduce prediction: {predict_cmd}"]
-    blocks = [("h", 2, "Problem 1a: final result"), ("box", box),
-              ("p", f"Recomputed by predicting every image of the val folder with the checkpoint "
-                    f"({time.time() - t0:.0f} s on {device}); the training log's best was "
-                    f"{config.get('val_acc', float('nan')):.4f}.")]
+    logged = config.get("val_acc")
+    epoch = config.get("epoch")
+    rows = [["val accuracy (recomputed now)", f"{acc:.4f}"], ["images right / images", f"{correct} / {len(df)}"],
+            ["val accuracy the training log kept (best checkpoint)", "n/a" if logged is None else f"{logged:.4f}"],
+            ["epoch of that checkpoint (from 1)", "n/a" if epoch is None else epoch + 1],
+            ["prediction time", f"{seconds:.0f} s on {device}"]]
+    blocks = [("h", 3, "Question 1: accuracy on the validation set"), ("box", box),
+              ("p", "Recomputed by predicting every image of the val folder with the chosen checkpoint; the table "
+                    "holds every number of this question."),
+              ("table", ["quantity", "value"], rows)]
     return blocks, model, config, targets, preds, acc
 
 
-def section_1b(runs, targets, preds, class_names, figs):
+def setting_differences(rows: list[dict]) -> list[str]:
+    """The settings in which the runs differ, each as 'name: value (run), value (run)'."""
+    keys = [k for k in ("model", "pretrained", "img size", "optimizer", "lr", "batch", "epochs", "augmentation")
+            if len({str(r[k]) for r in rows}) > 1]
+    return [f"{k}: " + ", ".join(f"{r[k]} ({r['run']})" for r in rows) for k in keys]
+
+
+def section_settings(runs, targets, preds, class_names, figs):
+    """Problem 1, question 1's discussion: the chosen run beside the --compare runs, and where the chosen one errs."""
     rows = [evidence.run_row(r) for r in runs]
     headers = list(rows[0])
     figures.plot_runs(runs, figs / "runs.png")
     acc = evidence.per_class_accuracy(targets, preds, len(class_names))
     figures.plot_per_class(acc, class_names, figs / "per_class.png")
     confused = evidence.most_confused(targets, preds)
-    worst = np.argsort(np.nan_to_num(acc, nan=2))[:3]
-    blocks = [("h", 2, "Problem 1b: results under different settings"),
+    counts = np.bincount(targets, minlength=len(class_names))
+    seen = np.flatnonzero(~np.isnan(acc))
+    lowest = seen[np.argsort(acc[seen], kind="stable")][:3]
+    blocks = [("h", 4, "Different settings compared"),
               ("table", headers, [[r[h] for h in headers] for r in rows]),
-              ("img", figs / "runs.png", "Val accuracy and loss per epoch, every run."),
+              ("img", figs / "runs.png", "Val accuracy and loss per epoch (epochs counted from 1), every run."),
               ("img", figs / "per_class.png", f"Per-class val accuracy of the chosen run ({runs[0]['name']})."),
-              ("p", "Hardest classes: " + ", ".join(f"{class_names[c]} ({acc[c]:.2f})" for c in worst) + "."),
-              ("h", 3, "Most confused pairs"),
+              ("h", 4, "Lowest per-class accuracy"),
+              ("table", ["class", "val accuracy", "images"],
+               [[class_names[c], f"{acc[c]:.2f}", int(counts[c])] for c in lowest]),
+              ("h", 4, "Most confused pairs"),
               ("table", ["true class", "predicted as", "images"],
                [[class_names[t], class_names[p], n] for t, p, n in confused] or [["none", "", 0]])]
-    return blocks
+    prompts = [f"val accuracy {float((preds == targets).mean()):.4f} ({int((preds == targets).sum())} of "
+               f"{len(targets)} images)",
+               (f"the most confused pair is {class_names[confused[0][0]]} taken for {class_names[confused[0][1]]} "
+                f"({confused[0][2]} images)") if confused else "no val image is misclassified",
+               "lowest per-class accuracy: " + ", ".join(f"{class_names[c]} ({acc[c]:.2f})" for c in lowest)]
+    if len(rows) > 1:
+        diff = setting_differences(rows)
+        prompts += [("the runs differ in " + "; ".join(diff)) if diff else
+                    "the runs' recorded settings are the same (seed or data may differ)",
+                    "best val accuracy: " + ", ".join(f"{r['best val acc']} ({r['run']}, epoch "
+                                                      f"{r['epoch of best (from 1)']})" for r in rows)]
+    else:
+        prompts.append("only one run is shown: add others with --compare RUN... (see `make compare`) to discuss "
+                       "settings")
+    return blocks + [discussion(prompts)]
 
 
-def section_2(model, figs):
+def section_pos(model, figs):
+    """Problem 1, question 2: the cosine similarity of the patch position embeddings, and its profile."""
     from vitpet.attention import patch_grid, pos_embed_cosine
     from vitpet.plotting import plot_pos_similarity
     sim = pos_embed_cosine(model).cpu().numpy()
@@ -107,20 +151,22 @@ def section_2(model, figs):
     profile = evidence.pos_distance_profile(sim, grid)
     figures.plot_pos_profile(profile, figs / "pos_profile.png")
     table = profile.pivot(index="distance", columns="relation", values="mean_cosine")
-    table = table.reindex(columns=["same row", "same column", "elsewhere"])
+    table = table.reindex(columns=list(evidence.RELATIONS))
     rows = [[int(d)] + [("" if np.isnan(v) else f"{v:.3f}") for v in r] for d, r in zip(table.index, table.values)]
-    text = (f"Measured over all {len(sim) * (len(sim) - 1)} ordered pairs of the {len(sim)} patch embeddings (the "
-            "table below holds every number quoted): the mean cosine of patches in the same row "
-            f"{evidence.profile_trend(profile, 'same row')}; in the same column "
-            f"{evidence.profile_trend(profile, 'same column')}; elsewhere "
-            f"{evidence.profile_trend(profile, 'elsewhere')}.")
-    return [("h", 2, "Problem 1, question 2: position embeddings"),
-            ("img", figs / "pos.png", "Map (r, c) is patch (r, c)'s cosine similarity to every patch."),
+    trends = {rel: evidence.profile_trend(profile, rel) for rel in evidence.RELATIONS}
+    text = ("Every ordered pair of distinct patches is averaged by how the two patches lie (same row, same column "
+            "or elsewhere) and by their distance in patches, rounded; the table holds every number quoted. The mean "
+            f"cosine of patches in the same row {trends['same row']}; in the same column {trends['same column']}; "
+            f"elsewhere {trends['elsewhere']}.")
+    prompts = [evidence.profile_ends(profile, rel) for rel in evidence.RELATIONS]
+    return [("h", 3, "Question 2: position embeddings"),
+            ("img", figs / "pos.png", "Tile (r, c) is patch (r, c)'s cosine similarity to every patch."),
             ("p", text), ("img", figs / "pos_profile.png", "Mean cosine similarity against patch distance."),
-            ("table", ["distance", "same row", "same column", "elsewhere"], rows)]
+            ("table", ["distance", *evidence.RELATIONS], rows), discussion(prompts)]
 
 
-def section_3(model, config, images, class_names, device, figs):
+def section_attention(model, config, images, class_names, device, figs, trust=False):
+    """Problem 1, question 3: the last layer's CLS attention over the given images."""
     from vitpet.attention import attention_maps
     from vitpet.data import has_labels, parse_label
     from vitpet.explain import view_and_input
@@ -132,67 +178,119 @@ def section_3(model, config, images, class_names, device, figs):
         with torch.no_grad():
             prob = model(x).softmax(-1)[0].cpu()
         heat = attention_maps(model, x)[0].cpu()
+        peak = evidence.token_peaks(heat[None].numpy())[0]
         label = parse_label(path) if has_labels([path]) else None
         rows.append({"name": Path(path).name, "original": original, "view": view.permute(1, 2, 0).numpy(),
-                     "heat": upsample(heat, tuple(view.shape[-2:])).numpy(),
+                     "heat": upsample(heat, tuple(view.shape[-2:])).numpy(), "where": peak["where"],
                      "pred": class_names[int(prob.argmax())], "prob": float(prob.max()),
                      "true": None if label is None else class_names[label],
                      "hit": None if label is None else int(prob.argmax()) == label})
     figures.plot_attention_rows(rows, figs / "attention.png")
-    return [("h", 2, "Problem 1, question 3: last-layer CLS attention"),
+    prompts = [f"{r['name']}: true {r['true'] or '(no label)'}, predicted {r['pred']} (probability {r['prob']:.3f}); "
+               f"the attention peaks at the {r['where']} of the crop" for r in rows]
+    if trust:
+        prompts.append("whether these maps point at the object at all: see the appendix, Can the maps be trusted?")
+    return [("h", 3, "Question 3: attention map of the CLS token in the last layer"),
             ("img", figs / "attention.png", "Original | last-layer CLS attention averaged over heads | overlay on "
                                             "the image as the model saw it, with the predicted and the true class."),
-            ("table", ["image", "true", "predicted", "probability", "correct"],
+            ("table", ["image", "true", "predicted", "probability", "correct", "attention peak"],
              [[r["name"], r["true"] or "(no label)", r["pred"], f"{r['prob']:.3f}",
-               "-" if r["hit"] is None else ("yes" if r["hit"] else "NO")] for r in rows])]
+               "-" if r["hit"] is None else ("yes" if r["hit"] else "NO"), r["where"]] for r in rows]),
+            discussion(prompts)]
 
 
-P2_SHOWN = 8
+def _token_figure(meta, maps, png, out, cols):
+    """The tiles of one caption redrawn with a colour bar each, when the source image is still there; else the PNG
+    hw3_2.sh drew, copied (inside the report folder either way, so links survive moving it)."""
+    if meta.get("image") and Path(meta["image"]).is_file():
+        from catr.preprocess import resize
+        small = resize(load_rgb(meta["image"]), max(meta["size"]))  # as hw3_2.sh resized it
+        heat = upsample(torch.from_numpy(maps), (small.height, small.width)).numpy()
+        figures.plot_token_maps(np.asarray(small), heat, meta["tokens"], meta["caption"].capitalize(), out, cols)
+        return out, ""
+    out = out.with_name(f"p2_{png.name}")
+    shutil.copyfile(png, out)
+    return out, " (tiles as hw3_2.sh drew them: the source image was not found to redraw them with colour bars)"
 
 
-def section_p2(p2_dir, refs, figs):
-    from catr.visualize import plot_caption_attention
+def _read_caption(png):
+    meta_path, npy = png.with_suffix(".json"), png.with_suffix(".npy")
+    if not (meta_path.is_file() and npy.is_file()):
+        return None, None
+    maps = np.load(npy)
+    return json.loads(meta_path.read_text()), (maps.mean(1) if maps.ndim == 4 else maps)
+
+
+def section_p2(p2_dir, refs, figs, chosen=None, limit=None, trust=False):
+    """Problem 2: question 1, every captioned image's per-token cross-attention; question 2, one image (``chosen``,
+    a file name or stem; default the first) token by token."""
     pngs = sorted(Path(p2_dir).glob("*.png"))
     if not pngs:
         raise UserError(f"no caption PNGs in {p2_dir}: run hw3_2.sh first")
-    blocks = [("h", 2, "Problem 2: cross-attention per generated word")]
-    if len(pngs) > P2_SHOWN:  # the homework's few test images fit; a large folder would bury the report
-        blocks.append(("p", f"The first {P2_SHOWN} of the {len(pngs)} captioned images in {p2_dir}."))
-        pngs = pngs[:P2_SHOWN]
     figs.mkdir(parents=True, exist_ok=True)
-    for png in pngs:
+    blocks = [("h", 2, "Problem 2: visualization in image captioning"),
+              ("h", 3, "Question 1: cross-attention for each generated token")]
+    shown = pngs if limit is None else pngs[:limit]
+    if len(shown) < len(pngs):
+        blocks.append(("p", f"The first {len(shown)} of the {len(pngs)} captioned images in {p2_dir} (--p2-limit)."))
+    prompts = []
+    for png in shown:
         caption = png.with_suffix(".txt").read_text().strip() if png.with_suffix(".txt").is_file() else "?"
         line = f"{png.stem}: generated \"{caption}\""
         if refs:
             line += "; ground truth: " + (" / ".join(f"\"{c}\"" for c in refs.get(png.stem, [])) or "(none given)")
-        copy = figs / f"p2_{png.name}"  # inside the report folder, so its links survive moving it
-        shutil.copyfile(png, copy)
-        blocks += [("img", copy, line)]
+        meta, maps = _read_caption(png)
+        if meta is None:
+            path, note = figs / f"p2_{png.name}", ""
+            shutil.copyfile(png, path)
+        else:
+            path, note = _token_figure(meta, maps, png, figs / f"tokens_{png.stem}.png", cols=5)
+        blocks.append(("img", path, line + note))
+        prompts.append(line)
     if (Path(p2_dir) / "index.html").is_file():  # the explorer, copied so the link survives moving the report
         shutil.copyfile(Path(p2_dir) / "index.html", figs / "p2_explorer.html")
         blocks.append(("p", "Every token, layer and head of these images: open figures/p2_explorer.html in a browser "
                             "(self-contained)."))
     if refs:
         blocks += caption_scores(p2_dir, refs)
-    first = pngs[0]
-    meta_path, npy = first.with_suffix(".json"), first.with_suffix(".npy")
-    if meta_path.is_file() and npy.is_file():
-        meta = json.loads(meta_path.read_text())
-        maps = np.load(npy)
-        maps = maps.mean(1) if maps.ndim == 4 else maps
-        peaks = evidence.token_peaks(maps)
-        blocks.append(("h", 3, f"Word by word: {first.stem}"))
-        if meta.get("image") and Path(meta["image"]).is_file():
-            from catr.preprocess import resize
-            small = resize(load_rgb(meta["image"]), max(meta["size"]))  # as hw3_2.sh resized it
-            heat = upsample(torch.from_numpy(maps), (small.height, small.width)).numpy()
-            plot_caption_attention(np.asarray(small), heat, meta["tokens"], meta["caption"].capitalize(),
-                                   figs / f"words_{first.stem}.png", cols=3, dpi=110)
-            blocks.append(("img", figs / f"words_{first.stem}.png", "The same tiles, larger: three a row."))
-        blocks.append(("table", ["#", "word piece", "peak cell (row, col)", "where in the image", "peak weight"],
-                       [[i + 1, tok, f"({p['row']}, {p['col']}) of {maps.shape[1]}x{maps.shape[2]}", p["where"],
-                         f"{p['peak']:.3f}"] for i, (tok, p) in enumerate(zip(meta["tokens"], peaks))]))
+    blocks.append(discussion(prompts))
+    blocks += section_p2_one(pngs, chosen, figs, trust)
     return blocks
+
+
+def section_p2_one(pngs, chosen, figs, trust=False):
+    """Problem 2, question 2: one caption token by token, with where each token's map peaks and how flat it is."""
+    if chosen is None:
+        png = pngs[0]
+    else:
+        match = [p for p in pngs if chosen in (p.name, p.stem) or Path(chosen).stem == p.stem]
+        if not match:
+            raise UserError(f"--p2-image {chosen} is not among the captioned images: "
+                            f"{', '.join(p.stem for p in pngs[:10])}{' ...' if len(pngs) > 10 else ''}")
+        png = match[0]
+    meta, maps = _read_caption(png)
+    blocks = [("h", 3, f"Question 2: one image, token by token ({png.stem})")]
+    if meta is None:
+        return blocks + [("p", f"{png.stem} has no .json and .npy beside its PNG (hw3_2.sh writes them): nothing to "
+                               "measure."), discussion([])]
+    path, note = _token_figure(meta, maps, png, figs / f"words_{png.stem}.png", cols=3)
+    peaks = evidence.token_peaks(maps)
+    cells = maps.shape[1] * maps.shape[2]
+    rows = [[i + 1, tok, f"({p['row']}, {p['col']}) of {maps.shape[1]}x{maps.shape[2]}", p["where"],
+             f"{p['peak']:.3f}", f"{p['peak'] * cells:.1f}"] for i, (tok, p) in enumerate(zip(meta["tokens"], peaks))]
+    flat = min(range(len(peaks)), key=lambda i: peaks[i]["peak"])
+    sharp = max(range(len(peaks)), key=lambda i: peaks[i]["peak"])
+    prompts = [f"token {i + 1}, \"{tok}\", looks at the {p['where']} (peak {p['peak'] * cells:.1f} times uniform)"
+               for i, (tok, p) in enumerate(zip(meta["tokens"], peaks))]
+    prompts.append(f"sharpest map: token {sharp + 1}, \"{meta['tokens'][sharp]}\" (peak weight "
+                   f"{peaks[sharp]['peak']:.3f}); flattest: token {flat + 1}, \"{meta['tokens'][flat]}\" (peak weight "
+                   f"{peaks[flat]['peak']:.3f}); does a flat map go with a "
+                   "word the image does not show, or with a function word?")
+    if trust:
+        prompts.append("how often a word's map peaks on the object it names, over many images: see the appendix")
+    return blocks + [("img", path, f"The caption of {png.stem}, three tiles a row.{note}"),
+                     ("table", ["#", "token", "peak cell (row, col)", "where in the image", "peak weight",
+                                "peak / uniform"], rows), discussion(prompts)]
 
 
 def section_trust(pointing: dict) -> list:
@@ -203,7 +301,7 @@ def section_trust(pointing: dict) -> list:
     given = {problem: path for problem, path in pointing.items() if path}
     if not given:
         return []
-    blocks = [("h", 2, "Can the maps be trusted?"),
+    blocks = [("h", 2, "Appendix: can the maps be trusted?"),
               ("p", "Each map is scored for pointing (does its peak land on the object; strict, TorchRay's 15 px "
                     "tolerance on the original image, mass in the object) and, where computed, for faithfulness "
                     "(deletion and insertion areas of the explained decision, Petsiuk et al. 2018) and sanity (rank "
@@ -228,7 +326,8 @@ def section_trust(pointing: dict) -> list:
 
 
 def build_report(p1_run, output, *, val_dir, compare=(), attn_images=None, p2_dir=None, p2_captions=None,
-                 class_names=None, device="cpu", pdf=True, pointing=None) -> dict:
+                 class_names=None, device="cpu", pdf=True, pointing=None, student=("<your name>", "<student ID>"),
+                 p2_image=None, p2_limit=None) -> dict:
     """Write report.md, report.html, figures/*.png and (with Chromium) report.pdf into ``output``."""
     output = Path(output)
     runs = [evidence.load_run(p1_run)] + [evidence.load_run(d) for d in compare]
@@ -243,16 +342,24 @@ def build_report(p1_run, output, *, val_dir, compare=(), attn_images=None, p2_di
     for problem, path in (pointing or {}).items():  # a bad results file is said before the long part
         if path:
             read_json(path, f"{problem} pointing results")
+    trust = {problem: path for problem, path in (pointing or {}).items() if path}
     figs = output / "figures"
     t0 = time.time()
-    blocks, model, config, targets, preds, acc = section_1a(runs[0], val_dir, device, figs)
-    names = read_class_names(class_names, config["num_classes"])
-    blocks += section_1b(runs, targets, preds, names, figs)
-    blocks += section_2(model, figs)
-    blocks += section_3(model, config, attn_images, names, device, figs)
+    acc_blocks, model, config, targets, preds, acc = section_accuracy(runs[0], val_dir, device, figs)
+    names = read_class_names(class_names, config["num_classes"], runs[0]["dir"])
+    name, sid = student
+    blocks = [("h", 1, f"DLCV HW3 report: {name} ({sid})"),
+              ("p", "Every figure, table and measured sentence below is computed from the runs and folders named in "
+                    "it; each question ends with a place for your own discussion, which lists the measured facts "
+                    "to start from. Replace each 'Your discussion' block with your words before handing in."),
+              ("h", 2, "Problem 1: image classification with a Vision Transformer"), *acc_blocks]
+    blocks += section_settings(runs, targets, preds, names, figs)
+    blocks += section_pos(model, figs)
+    blocks += section_attention(model, config, attn_images, names, device, figs, trust="Problem 1" in trust)
     if p2_dir is not None:
-        blocks += section_p2(p2_dir, read_captions(p2_captions), figs)
+        blocks += section_p2(p2_dir, read_captions(p2_captions), figs, chosen=p2_image, limit=p2_limit,
+                             trust="Problem 2" in trust)
     blocks += section_trust(pointing or {})
-    blocks = [("h", 1, "DLCV HW3 report: evidence")] + blocks
-    paths = render.write_all(blocks, output, "DLCV HW3 report", pdf=pdf)
-    return {**paths, "accuracy": acc, "seconds": time.time() - t0, "figures": sorted(figs.glob("*.png"))}
+    paths = render.write_all(blocks, output, f"DLCV HW3 report: {name}", pdf=pdf)
+    return {**paths, "accuracy": acc, "seconds": time.time() - t0, "figures": sorted(figs.glob("*.png")),
+            "blocks": blocks}

@@ -7,6 +7,8 @@ import pandas as pd
 
 from hw3io import UserError
 
+RELATIONS = ("same row", "same column", "elsewhere")  # how two patches of a position-embedding pair lie
+
 
 def load_run(run_dir) -> dict:
     """A p1_train.py output folder: its best checkpoint's config, log.csv, and run.json when the run finished."""
@@ -74,29 +76,59 @@ def pos_distance_profile(sim: np.ndarray, grid: tuple[int, int]) -> pd.DataFrame
     dr, dc = np.abs(rows[:, None] - rows[None]), np.abs(cols[:, None] - cols[None])
     dist = np.sqrt(dr ** 2 + dc ** 2)
     off = ~np.eye(gh * gw, dtype=bool)
-    relation = np.where(dr == 0, "same row", np.where(dc == 0, "same column", "elsewhere"))
+    relation = np.where(dr == 0, RELATIONS[0], np.where(dc == 0, RELATIONS[1], RELATIONS[2]))
     df = pd.DataFrame({"relation": relation[off], "distance": np.round(dist[off]).astype(int),
                        "cosine": sim[off]})
     out = df.groupby(["relation", "distance"], sort=True)["cosine"].agg(["mean", "size"]).reset_index()
     return out.rename(columns={"mean": "mean_cosine", "size": "pairs"})
 
 
-def profile_trend(profile: pd.DataFrame, relation: str) -> str:
-    """How one relation's mean cosine moves with distance, in words that hold for the data: "falls" or "rises"
-    only when every step does (to 0.005), else from where it ends against where it starts and its extremes."""
+def _curve(profile: pd.DataFrame, relation: str):
+    """One relation's distances and mean cosines, the cosines rounded as the report's table prints them, so every
+    word said of the curve holds for the numbers a reader sees."""
     part = profile[profile["relation"] == relation].sort_values("distance")
-    v = part["mean_cosine"].to_numpy()
-    d = part["distance"].to_numpy()
-    if len(v) < 2:
-        return "has one distance only"
+    return part["distance"].to_numpy(), np.round(part["mean_cosine"].to_numpy(), 3)
+
+
+def _shape(v: np.ndarray) -> str:
     steps = np.diff(v)
-    if (steps <= 0.005).all():
-        return f"falls with distance, from {v[0]:.3f} at {d[0]} to {v[-1]:.3f} at {d[-1]}"
-    if (steps >= -0.005).all():
-        return f"rises with distance, from {v[0]:.3f} at {d[0]} to {v[-1]:.3f} at {d[-1]}"
-    lo, hi = int(np.argmin(v)), int(np.argmax(v))
-    return (f"is not monotonic: {v[0]:.3f} at distance {d[0]}, lowest {v[lo]:.3f} at {d[lo]}, highest {v[hi]:.3f} at "
-            f"{d[hi]}, {v[-1]:.3f} at {d[-1]}")
+    if (steps == 0).all():
+        return "flat"
+    if (steps <= 0).all():
+        return "falls"
+    if (steps >= 0).all():
+        return "rises"
+    return "not monotonic"
+
+
+def profile_trend(profile: pd.DataFrame, relation: str) -> str:
+    """How one relation's mean cosine moves with distance, in words that hold for the printed values: "falls" only
+    when no step rises and the end is below the start, "rises" the other way round, "stays at" when every value is
+    the same; anything else is "not monotonic", with its start, extremes and end."""
+    d, v = _curve(profile, relation)
+    if len(v) < 2:
+        return "has one distance only" if len(v) else "has no pairs"
+    shape = _shape(v)
+    if shape == "flat":
+        return f"stays at {v[0]:.3f} from distance {d[0]} to {d[-1]}"
+    if shape in ("falls", "rises"):
+        return f"{shape} with distance, from {v[0]:.3f} at {d[0]} to {v[-1]:.3f} at {d[-1]}"
+    lo, hi, last = int(np.argmin(v)), int(np.argmax(v)), len(v) - 1
+
+    def point(i):  # an end that is also an extreme says so, instead of being quoted twice
+        return f"{v[i]:.3f} at {d[i]}" + (" (the lowest)" if i == lo else " (the highest)" if i == hi else "")
+    inner = [f"{word} {v[i]:.3f} at {d[i]}" for word, i in (("lowest", lo), ("highest", hi)) if i not in (0, last)]
+    return f"is not monotonic: {', '.join([point(0).replace(' at ', ' at distance ', 1), *inner, point(last)])}"
+
+
+def profile_ends(profile: pd.DataFrame, relation: str) -> str:
+    """The discussion prompt: the relation's mean cosine at its nearest and at its farthest distance."""
+    d, v = _curve(profile, relation)
+    if not len(v):
+        return f"{relation}: no pairs"
+    shape = _shape(v) if len(v) > 1 else "one distance only"
+    return (f"{relation}: similarity {v[0]:.3f} at distance {d[0]} and {v[-1]:.3f} at the farthest distance, {d[-1]} "
+            f"(the curve {'is ' if shape in ('flat', 'not monotonic', 'one distance only') else ''}{shape})")
 
 
 def where(x: float, y: float) -> str:

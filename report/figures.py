@@ -6,16 +6,16 @@ from hw3io import save_figure
 
 
 def plot_runs(runs: list[dict], path) -> None:
-    """Val accuracy and val loss per epoch, one line per run."""
+    """Val accuracy and val loss per epoch, one line per run; log.csv counts epochs from 0, the figure from 1."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     for run in runs:
         log = run["log"]
         if log is None:
             continue
-        a.plot(log["epoch"], log["val_acc"], "o-", ms=3, label=run["name"])
-        b.plot(log["epoch"], log["val_loss"], "o-", ms=3, label=run["name"])
-    a.set(xlabel="epoch", ylabel="val accuracy", title="val accuracy", ylim=(0, 1))
-    b.set(xlabel="epoch", ylabel="cross-entropy", title="val loss")
+        a.plot(log["epoch"] + 1, log["val_acc"], "o-", ms=3, label=run["name"])
+        b.plot(log["epoch"] + 1, log["val_loss"], "o-", ms=3, label=run["name"])
+    a.set(xlabel="epoch (from 1)", ylabel="val accuracy", title="val accuracy", ylim=(0, 1))
+    b.set(xlabel="epoch (from 1)", ylabel="cross-entropy", title="val loss")
     for ax in (a, b):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -56,10 +56,34 @@ def plot_attention_rows(rows: list[dict], path) -> None:
         fig.colorbar(im, ax=b, fraction=0.046, pad=0.02)
         b.set_title("last-layer CLS attention (head mean)", fontsize=9)
         c.imshow(r["view"])
-        c.imshow(r["heat"], cmap="jet", alpha=0.5)
+        over = c.imshow(r["heat"], cmap="jet", alpha=0.5)
+        fig.colorbar(over, ax=c, fraction=0.046, pad=0.02)
         truth = f", true {r['true']}" if r.get("true") is not None else ""
         c.set_title(f"predicted {r['pred']} (p = {r['prob']:.2f}){truth}", fontsize=9)
         for ax in (a, b, c):
             ax.axis("off")
     fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_token_maps(image: np.ndarray, heat: np.ndarray, tokens: list[str], caption: str, path, cols: int = 3):
+    """The image, then one overlay per token with its own colour bar: ``heat`` (T, H, W) cross-attention weights
+    upsampled to ``image`` (H, W, 3)."""
+    n = len(tokens) + 1
+    rows = -(-n // cols)
+    height = 2.9 * rows + 0.5
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, height), squeeze=False,
+                             gridspec_kw=dict(left=0.02, right=0.96, bottom=0.02, top=1 - 0.6 / height, hspace=0.25))
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(image)
+        if i == 0:
+            ax.set_title("<start>", fontsize=10)
+            continue
+        im = ax.imshow(heat[i - 1], cmap="jet", alpha=0.5)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+        ax.set_title(tokens[i - 1], fontsize=10)
+    fig.suptitle(caption, fontsize=12, y=1 - 0.15 / height)
     save_figure(fig, path)

@@ -2,7 +2,9 @@
 headless Chromium. A document is a list of blocks:
 
   ("h", level, text) | ("p", text) | ("box", [lines]) | ("code", text) | ("table", headers, rows) |
-  ("img", path, caption)
+  ("img", path, caption) | ("discuss", [measured facts])
+
+A "discuss" block is the student's place to write: a marked heading, the facts to start from, and a placeholder.
 """
 import base64
 import html
@@ -26,12 +28,19 @@ th, td { border: 1px solid #bbb; padding: 0.2rem 0.45rem; text-align: left; }
 th { background: #f0f0f0; }
 .box { border: 3px solid #1a5fb4; background: #eef4fc; padding: 0.6rem 1rem; margin: 1rem 0; }
 .box p { margin: 0.25rem 0; }
+.discuss { border: 2px dashed #c64600; background: #fff6ee; padding: 0.6rem 1rem; margin: 1rem 0; }
+.discuss ul { margin: 0.3rem 0; } .discuss .write { color: #888; font-style: italic; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: 0.85rem; color: #555; }
 pre { background: #f6f6f6; padding: 0.5rem; white-space: pre-wrap; font-size: 0.8rem; }
 @media print { h2 { break-before: page; } h1 + h2 { break-before: avoid; }
                figure, table, .box { break-inside: avoid; } body { margin: 0; } }
 """
+
+
+DISCUSS = "Your discussion:"
+DISCUSS_HINT = "the facts measured above, to start from:"
+WRITE_HERE = "(write your discussion here)"
 
 
 def to_markdown(blocks, base: Path) -> str:
@@ -50,6 +59,9 @@ def to_markdown(blocks, base: Path) -> str:
             out.append(markdown_table(b[1], b[2]))
         elif kind == "img":
             out.append(f"![{b[2]}]({os.path.relpath(b[1], base)})\n\n*{b[2]}*")
+        elif kind == "discuss":
+            out.append("\n".join([f"> **{DISCUSS}** {DISCUSS_HINT}", ">"] + [f"> - {p}" for p in b[1]] +
+                                  [">", f"> *{WRITE_HERE}*"]))
     return "\n\n".join(out) + "\n"
 
 
@@ -86,6 +98,9 @@ def to_html(blocks, title: str) -> str:
             head = "".join(f"<th>{e(str(h))}</th>" for h in b[1])
             body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in b[2])
             out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif kind == "discuss":
+            out.append(f'<div class="discuss"><p><b>{e(DISCUSS)}</b> {e(DISCUSS_HINT)}</p><ul>' +
+                       "".join(f"<li>{e(p)}</li>" for p in b[1]) + f'</ul><p class="write">{e(WRITE_HERE)}</p></div>')
         elif kind == "img":
             out.append(f'<figure><img src="{_data_uri(b[1])}" alt="{e(b[2])}"><figcaption>{e(b[2])}</figcaption>'
                        "</figure>")

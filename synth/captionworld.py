@@ -16,9 +16,9 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from hw3io import UserError, ensure_writable_dir, run_cli, write_vocab as _write_vocab
-from .shapes import COLOURS, SHAPES, draw_shape
+from .shapes import COLOURS, SHAPES, draw_shape, COLOUR_NAMES as _ALL_COLOUR_NAMES
 
-COLOUR_NAMES = ("red", "green", "blue", "yellow", "pink", "cyan")  # the first six of synth.shapes' colours
+COLOUR_NAMES = _ALL_COLOUR_NAMES[:6]  # the first six of synth.shapes' colours
 SHAPE_NAMES = {"disc": "circle", "square": "square", "triangle": "triangle", "cross": "cross"}
 WORDS = ("a", "left", "right", "of", "above", "below", "and", ",") + COLOUR_NAMES + tuple(SHAPE_NAMES.values())
 ASPECTS = ((160, 160), (224, 128), (128, 224), (200, 200), (240, 160), (160, 240))  # square, wide, tall

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from .shapes import COLOURS, SHAPES, draw_shape
+from .shapes import COLOUR_NAMES, COLOURS, SHAPES, draw_shape
 
 CLASSES = [(s, c) for c in COLOURS for s in SHAPES][:37]
+CLASS_NAMES = [f"{n} {s}" for n in COLOUR_NAMES for s in SHAPES][:37]  # in CLASSES' order: label -> name
 
 
 def draw_object(draw: ImageDraw.ImageDraw, label: int, box: tuple[int, int, int, int]) -> None:
@@ -84,10 +85,12 @@ def make_split(directory, per_class: int, seed: int, num_classes: int = 37, size
 
 
 def make_dataset(root, train_per_class: int = 24, val_per_class: int = 8, num_classes: int = 37, seed: int = 0):
-    """``root/train`` and ``root/val`` in the homework's layout."""
+    """``root/train`` and ``root/val`` in the homework's layout, and ``root/classes.txt`` (one class name a line,
+    in label order), which training copies into its output folder for the report."""
     root = Path(root)
     make_split(root / "train", train_per_class, seed=seed + 1, num_classes=num_classes)
     make_split(root / "val", val_per_class, seed=seed + 2, num_classes=num_classes)
+    (root / "classes.txt").write_text("\n".join(CLASS_NAMES[:num_classes]) + "\n")
     return root
 
 

@@ -8,6 +8,7 @@ from PIL import ImageDraw
 SHAPES = ("disc", "square", "triangle", "cross")
 COLOURS = ((230, 40, 40), (40, 200, 60), (50, 90, 230), (240, 210, 30), (220, 50, 200), (30, 210, 220),
            (245, 140, 20), (120, 40, 180), (170, 240, 60), (255, 150, 190))
+COLOUR_NAMES = ("red", "green", "blue", "yellow", "pink", "cyan", "orange", "purple", "lime", "rose")  # COLOURS'
 
 
 def _triangle(cx, cy, r):

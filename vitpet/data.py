@@ -31,6 +31,23 @@ def has_labels(paths) -> bool:
     return True
 
 
+CLASS_FILE = "classes.txt"
+
+
+def find_class_names(train_dir, num_classes: int) -> list[str] | None:
+    """The class names in label order from a ``classes.txt`` (one name a line) in the training folder or its
+    parent, the data folder; None when there is none. The file names carry only numbers, so nothing else knows them."""
+    train_dir = Path(train_dir)
+    for folder in (train_dir, train_dir.parent):
+        path = folder / CLASS_FILE
+        if path.is_file():
+            names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            if len(names) != num_classes:
+                raise UserError(f"{path} has {len(names)} class names, training has {num_classes} classes")
+            return names
+    return None
+
+
 class ImageFolderDataset(Dataset):
     """Images of one folder, with labels from file names (``labelled=True``) or without.
 

@@ -7,7 +7,7 @@ import torch
 from timm.optim import create_optimizer_v2
 from torch.utils.data import Subset
 
-from hw3io import UserError, ensure_writable_dir, list_images
+from hw3io import UserError, atomic_write_text, ensure_writable_dir, list_images
 from training import distributed as D
 from training.engine import classification_loss, evaluate
 from training.images import check_images
@@ -15,7 +15,7 @@ from training.loop import StopFlag, Task, check_config, fit as fit_loop, launch
 from training.schedule import StepSchedule
 from training.seeding import make_loader, seed_everything
 from .config import TrainConfig
-from .data import ImageFolderDataset, build_transforms
+from .data import CLASS_FILE, ImageFolderDataset, build_transforms, find_class_names
 from .model import build_model, load_checkpoint, resolve_model_data_config, save_checkpoint
 
 LOG_FIELDS = ("epoch", "train_loss", "val_loss", "val_acc", "lr")
@@ -59,6 +59,9 @@ def _fit(cfg: TrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:
     out = Path(cfg.output_dir)
     if info.is_main:
         ensure_writable_dir(out)
+        names = find_class_names(train_dir, cfg.num_classes)
+        if names is not None:  # beside the checkpoint, so the report names classes without being told where
+            atomic_write_text(out / CLASS_FILE, "\n".join(names) + "\n")
     seed_everything(cfg.seed)  # same on every rank: identical initial weights
     model = build_model(cfg.model, cfg.num_classes, cfg.img_size, pretrained=cfg.pretrained,
                         pretrained_file=cfg.pretrained_file, drop_path_rate=cfg.drop_path)
