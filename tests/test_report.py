@@ -2,6 +2,7 @@
 headless Chromium (skipped, with the reason, where none is installed; CI installs one)."""
 import json
 import re
+import subprocess
 
 import numpy as np
 import pytest
