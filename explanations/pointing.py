@@ -170,6 +170,14 @@ def spread(items: list, limit: int | None) -> list:
     return items[::max(len(items) // limit, 1)][:limit]
 
 
+def baseline_rows(cell, extra: bool) -> list:
+    """The image centre and random point rows, ``cell(key)`` giving each baseline number's text (``extra``: with
+    the faithfulness columns). A point at the centre has no mass to spread: '-'."""
+    return [("image centre (baseline)", cell("centre"), cell("centre_tolerance"), "-", *(["-"] * 3 if extra else [])),
+            ("random point (baseline, expected)", cell("random"), cell("random_tolerance"), cell("uniform_mass"),
+             *([cell("random_deletion"), cell("random_insertion"), "-"] if extra else []))]
+
+
 def table(rows: dict, baseline: dict, unit: str) -> str:
     """One Markdown table: a row per map (``rows``: name -> ``score``), then the image centre and random point
     baselines from ``baseline`` (a ``score`` over the same targets). A random point's mass in box is a uniform
@@ -183,12 +191,8 @@ def table(rows: dict, baseline: dict, unit: str) -> str:
     body = [(name, f(s_["maps"]), f(s_["tolerance"]), f(s_["mass"]),
              *([f(s_[k]) if k in s_ else "-" for k in FAITHFULNESS] if extra else []), s_["count"])
             for name, s_ in rows.items()]
-    b = baseline
-    body += [("image centre (baseline)", f(b["centre"]), f(b["centre_tolerance"]), "-", *(["-"] * 3 if extra else []),
-              b["count"]),
-             ("random point (baseline, expected)", f(b["random"]), f(b["random_tolerance"]), f(b["uniform_mass"]),
-              *([f(b["random_deletion"]), f(b["random_insertion"]), "-"] if extra else []), b["count"])]
-    tol = b.get("tolerance_px", TOLERANCE)
+    body += [(*row, baseline["count"]) for row in baseline_rows(lambda k: f(baseline[k]), extra)]
+    tol = baseline.get("tolerance_px", TOLERANCE)
     head = ("map", "strict", f"tolerance ({tol} px, class mean)", "mass in box",
             *(("deletion (lower: better)", "insertion (higher: better)", "randomisation (rank corr.)") if extra
               else ()), unit)
@@ -210,13 +214,7 @@ def over_seeds(per_seed: dict, baselines: dict) -> str:
         return f"{statistics.mean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
 
     body = [(n, *(cell([per_seed[s][n][c] for s in seeds]) for c in cols)) for n in names]
-    b = [baselines[s] for s in seeds]
-    body += [("image centre (baseline)", cell([x["centre"] for x in b]), cell([x["centre_tolerance"] for x in b]),
-              "-", *(["-"] * 3 if extra else [])),
-             ("random point (baseline, expected)", cell([x["random"] for x in b]),
-              cell([x["random_tolerance"] for x in b]), cell([x["uniform_mass"] for x in b]),
-              *([cell([x["random_deletion"] for x in b]), cell([x["random_insertion"] for x in b]), "-"]
-                if extra else []))]
+    body += baseline_rows(lambda k: cell([baselines[s][k] for s in seeds]), extra)
     head = ("map", "strict", "tolerance", "mass in box", *(("deletion", "insertion", "randomisation") if extra else ()))
     return markdown_table(head, body, "l" + "r" * (len(head) - 1))
 

@@ -102,8 +102,19 @@ def problems(words):
         return [f"no {kind} {what}"]
     if kind == "shell":
         return [f"{what} takes no flags ({', '.join(flags)})" for _ in flags[:1]]
-    text = help_text(kind, what)
-    return [f"{what} has no flag {f}" for f in flags if not re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", text)]
+    known = options(help_text(kind, what))
+    return [f"{what} has no flag {f}" for f in flags if f.split("=")[0] not in known]
+
+
+def options(help_text: str) -> set:
+    """The option strings argparse lists in ``--help`` (lines ``  -h, --help`` or ``  --images IMAGES ...``), not
+    every ``--word`` of the text: a flag named only in another flag's help is not a flag."""
+    found = set()
+    for line in help_text.splitlines():
+        m = re.match(r" {1,4}(-\S.*?)(?: {2,}|$)", line)
+        if m:
+            found.update(part.split(" ")[0] for part in m.group(1).split(", "))
+    return found
 
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -147,6 +158,9 @@ def test_a_wrong_flag_or_script_is_caught():
     assert problems(["bash", "hw3_9.sh", "a", "b"]) == ["no shell hw3_9.sh"]
     assert problems(["python3", "-m", "catr.nothing", "--help"]) == ["no module catr.nothing"]
     assert problems(["make", "no-such-target"]) == ["no make target 'no-such-target'"]
+    # a flag only mentioned in another flag's help text is not a flag of the script
+    assert options("usage: x [-h]\n\noptions:\n  -h, --help  show\n  --images IMAGES [IMAGES ...]\n"
+                   "                        like --not-a-flag\n") == {"-h", "--help", "--images"}
     assert simple_commands("CATR_BEAM=3 bash hw3_2.sh <image_dir> out && make demo  # note") == [
         ["bash", "hw3_2.sh", "PLACEHOLDER", "out"], ["make", "demo"]]
 
