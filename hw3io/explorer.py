@@ -21,8 +21,10 @@ between values as the PNG does.
 """
 import argparse
 import base64
+import html
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -147,14 +149,17 @@ def folder_scenes(folder) -> list[dict]:
     return [read_scene(p) for p in metas]
 
 
+# Inside <script>, "</script" ends the element and "<!--" with "<script" changes how the parser looks for the end:
+# no <, > or & may reach it raw. \u escapes are the same JSON; U+2028/U+2029 break older JavaScript parsers.
+JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
 def page(scenes: list[dict], title: str) -> str:
     data = json.dumps({"title": title, "jet": jet_table(), "scenes": scenes}, separators=(",", ":"))
-    data = data.replace("</", "<\\/")  # the JSON cannot end its <script> element
-    return TEMPLATE.replace("__TITLE__", _escape(title)).replace("__DATA__", data)
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    data = re.sub("[<>&\u2028\u2029]", lambda m: JSON_ESCAPES[m.group()], data)
+    # One pass: a title holding "__DATA__" stays text
+    fill = {"__TITLE__": html.escape(title), "__DATA__": data}
+    return re.sub("__TITLE__|__DATA__", lambda m: fill[m.group()], TEMPLATE)
 
 
 def write_explorer(folder, title: str | None = None) -> Path:

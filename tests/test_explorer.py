@@ -215,3 +215,53 @@ def test_the_report_links_a_copy_of_the_explorer(p2, tmp_path):
     blocks = section_p2(p2["out"], None, tmp_path / "figures")
     assert (tmp_path / "figures" / "p2_explorer.html").read_bytes() == (p2["out"] / "index.html").read_bytes()
     assert any(b[0] == "p" and "figures/p2_explorer.html" in b[1] for b in blocks)
+
+
+def hand_folder(folder, stem="x", tokens=("a", "b"), caption="a b", extra=None):
+    """A folder as p2_caption_attn.py --html leaves it, written by hand: a 40 x 30 image, its (T, 3, 4) maps and
+    its JSON (``extra`` merged in)."""
+    from PIL import Image
+    folder.mkdir(parents=True, exist_ok=True)
+    image = folder / f"{stem}.png"
+    Image.new("RGB", (40, 30), (90, 120, 150)).save(image)
+    np.save(folder / f"{stem}.npy", np.random.default_rng(0).random((len(tokens), 3, 4), dtype=np.float32))
+    meta = {"image": str(image), "tokens": list(tokens), "caption": caption, "method": "attention", "layer": -1,
+            **(extra or {})}
+    (folder / f"{stem}.json").write_text(json.dumps(meta))
+    return folder
+
+
+def embedded(text: str) -> str:
+    """The page's JSON, as written."""
+    return re.search(r'<script id="data" type="application/json">(.*?)</script>', text, re.S).group(1)
+
+
+HOSTILE = "<img src=x onerror=window.pwned=1><!--<script>"  # an element, and a way to make <script> swallow the page
+INJECTION_PROBE = """const probe = document.createElement("pre");
+  probe.id = "probe";
+  probe.textContent = JSON.stringify({pwned: !!window.pwned, title: document.title,
+    h1: document.querySelector("h1").textContent, caption: document.getElementById("caption").textContent,
+    name: document.getElementById("scene").options[0].textContent,
+    tags: [...document.querySelectorAll("body *")].map(e => e.tagName.toLowerCase() + (e.id ? "#" + e.id : ""))});
+  document.body.append(probe);"""
+
+
+def test_hostile_names_captions_and_titles_show_as_text(tmp_path):
+    """A title holding the data placeholder, a file name and a caption holding markup: every one shows literally,
+    and the page creates no element of its own making (the JSON escapes <, > and &; the title is escaped and
+    substituted in the same pass as the data)."""
+    from hw3io.explorer import page, write_explorer
+    folder = hand_folder(tmp_path / "out", stem="a<b>&c", tokens=["<b>x</b>", HOSTILE], caption=HOSTILE)
+    title = "__DATA__ <i>t</i> & __TITLE__"
+    written = write_explorer(folder, title)
+    assert not set("<>&\u2028\u2029") & set(embedded(written.read_text()) + embedded(page([], "\u2028\u2029")))
+    hook = 'window.addEventListener("load", () => { ' + INJECTION_PROBE + " });"
+    dom = dump_dom(written, hook)
+    if dom is None:
+        pytest.skip(NO_CHROMIUM)
+    seen = json.loads(html.unescape(re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S).group(1)))
+    assert not seen["pwned"]
+    assert seen["title"] == seen["h1"] == title
+    assert seen["name"] == "a<b>&c.png" and seen["caption"].endswith(f"({HOSTILE})")
+    made = [t for t in seen["tags"] if t.split("#")[0] in ("img", "b", "i", "script")]
+    assert made == ["img#photo", "script#data", "script", "script"], seen["tags"]  # the page's, then the probe's
