@@ -106,12 +106,18 @@ def fractions(box, size) -> list[float]:
     return [box[0] / w, box[1] / h, box[2] / w, box[3] / h]
 
 
-def read_scene(meta_path: Path) -> dict:
+def describes_maps(meta, meta_path: Path) -> bool:
+    """Whether a parsed ``<stem>.json`` is one this tool reads: the image, one label per map, and the maps."""
+    return (isinstance(meta, dict) and isinstance(meta.get("image"), str) and bool(meta["image"])
+            and isinstance(meta.get("tokens"), list) and meta_path.with_suffix(".npy").is_file())
+
+
+def read_scene(meta_path: Path, meta=None) -> dict:
     """One image of a folder (its ``<stem>.json``, ``.npy``, maybe ``.layers.npy``) -> the page's record."""
     from .images import load_partial_rgb, load_rgb
-    meta = read_json(meta_path, "map description")
+    meta = read_json(meta_path, "map description") if meta is None else meta
     npy = meta_path.with_suffix(".npy")
-    if not isinstance(meta, dict) or "tokens" not in meta or not meta.get("image") or not npy.is_file():
+    if not describes_maps(meta, meta_path):
         raise UserError(f"{meta_path} does not describe saved maps (needs tokens, image and {npy.name})")
     try:
         image = load_rgb(meta["image"])
@@ -141,12 +147,26 @@ def read_scene(meta_path: Path) -> dict:
             "methods": {method: method_entry(maps, labels, per_head=maps.shape[2] > 1)}}
 
 
-def folder_scenes(folder) -> list[dict]:
+def folder_scenes(folder, stems=None) -> list[dict]:
+    """The page's records of ``stems`` (the images a run just wrote, in order); without them every ``<stem>.json``
+    of the folder that describes saved maps, any other JSON (a results file saved there) skipped with a warning."""
     folder = Path(folder)
-    metas = sorted(p for p in folder.glob("*.json"))
-    if not metas:
+    if stems is not None:
+        return [read_scene(folder / f"{stem}.json") for stem in stems]
+    scenes = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            meta = read_json(path, "JSON file")
+        except UserError as e:
+            meta = e
+        if isinstance(meta, UserError) or not describes_maps(meta, path):
+            print(f"warning: skipped {path}: not a description of saved maps (<stem>.json with tokens and image, "
+                  f"beside <stem>.npy)", file=sys.stderr)
+            continue
+        scenes.append(read_scene(path, meta))
+    if not scenes:
         raise UserError(f"no saved maps (<stem>.json with <stem>.npy) in {folder}")
-    return [read_scene(p) for p in metas]
+    return scenes
 
 
 # Inside <script>, "</script" ends the element and "<!--" with "<script" changes how the parser looks for the end:
@@ -162,11 +182,12 @@ def page(scenes: list[dict], title: str) -> str:
     return re.sub("__TITLE__|__DATA__", lambda m: fill[m.group()], TEMPLATE)
 
 
-def write_explorer(folder, title: str | None = None) -> Path:
-    """``FOLDER/index.html`` from the maps saved in ``folder``."""
+def write_explorer(folder, title: str | None = None, stems=None, path=None) -> Path:
+    """``FOLDER/index.html`` (or ``path``) from the maps saved in ``folder``: of ``stems``, or of every JSON there
+    that describes saved maps (``folder_scenes``)."""
     folder = Path(folder)
-    path = folder / PAGE
-    atomic_write_text(path, page(folder_scenes(folder), title or f"What the model looks at: {folder.name}"))
+    path = Path(path) if path is not None else folder / PAGE
+    atomic_write_text(path, page(folder_scenes(folder, stems), title or f"What the model looks at: {folder.name}"))
     return path
 
 

@@ -265,3 +265,35 @@ def test_hostile_names_captions_and_titles_show_as_text(tmp_path):
     assert seen["name"] == "a<b>&c.png" and seen["caption"].endswith(f"({HOSTILE})")
     made = [t for t in seen["tags"] if t.split("#")[0] in ("img", "b", "i", "script")]
     assert made == ["img#photo", "script#data", "script", "script"], seen["tags"]  # the page's, then the probe's
+
+
+def scene_names(index) -> list[str]:
+    return [s["stem"] for s in json.loads(embedded(index.read_text()))["scenes"]]
+
+
+def test_html_shows_the_images_of_this_run_only(tmp_path):
+    """A results file saved in the output folder and the maps of an earlier run's other image neither stop --html
+    nor show up: the page holds the images the run wrote."""
+    from catr.pipeline import caption_folder
+    from catr_tiny import tiny_model, write_images, write_vocab
+    out = hand_folder(tmp_path / "out", stem="earlier")
+    (out / "scores.json").write_text(json.dumps({"rows": {}, "what": "object words"}))
+    images = write_images(tmp_path / "images")
+    for p in images.iterdir():
+        if p.name != "ski.jpg":
+            p.unlink()
+    caption_folder(images, out, model=tiny_model(**TINY), vocab=write_vocab(tmp_path / "vocab.txt"), html=True)
+    assert scene_names(out / "index.html") == ["ski"]
+
+
+def test_the_explorer_cli_skips_json_that_is_not_its_own(tmp_path):
+    """``python3 -m hw3io.explorer FOLDER`` reads every map description there and says which JSON it skipped."""
+    from helpers import run
+    out = hand_folder(tmp_path / "out", stem="x")
+    (out / "scores.json").write_text(json.dumps({"rows": {}}))
+    (out / "broken.json").write_text("{")
+    proc = run(["python3", "-m", "hw3io.explorer", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    warnings = [l for l in proc.stderr.splitlines() if l.startswith("warning: skipped")]
+    assert len(warnings) == 2 and "broken.json" in warnings[0] and "scores.json" in warnings[1], proc.stderr
+    assert scene_names(out / "index.html") == ["x"]
