@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write_text
-from .errors import UserError, run_cli
+from .errors import UserError, brief, run_cli
 from .jsonfile import read_json
 from .maps import pixel_region
 
@@ -112,6 +112,46 @@ def describes_maps(meta, meta_path: Path) -> bool:
             and isinstance(meta.get("tokens"), list) and meta_path.with_suffix(".npy").is_file())
 
 
+def load_maps(path: Path) -> np.ndarray:
+    """A saved map array; a truncated file, a pickled (object) array or one of non-numbers is one error line."""
+    try:
+        array = np.load(path)  # allow_pickle=False: an object array raises rather than running a pickle
+    except (OSError, ValueError, EOFError) as e:
+        raise UserError(f"{path} is not a readable map array ({brief(e)}): write the folder again") from None
+    if array.dtype.kind not in "fiu":
+        raise UserError(f"{path} holds {array.dtype} values, not maps: write the folder again")
+    return array
+
+
+def read_marks(meta: dict, meta_path: Path, size) -> list[dict]:
+    """The ``pointing`` marks of ``catr.pointing --mark``, boxes and peaks as fractions of the (W, H) image."""
+    def numbers(values, n):
+        if not isinstance(values, list) or len(values) != n or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"{values!r} is not {n} numbers")
+        return values
+    marks = meta.get("pointing", [])
+    try:
+        if not isinstance(marks, list):
+            raise ValueError("not a list")
+        out = []
+        for m in marks:
+            if not isinstance(m, dict) or not isinstance(m.get("class"), str) or not all(
+                    isinstance(m.get(k), bool) for k in ("strict", "tolerance")):
+                raise ValueError(f"{m!r} lacks class, strict or tolerance")
+            if not isinstance(m.get("tokens"), list) or not all(isinstance(t, int) for t in m["tokens"]):
+                raise ValueError(f"tokens {m.get('tokens')!r} are not token indices")
+            if not isinstance(m.get("boxes"), list):
+                raise ValueError(f"boxes {m.get('boxes')!r} are not a list")
+            peak = numbers(m.get("peak"), 2)
+            out.append(dict(m, boxes=[fractions(numbers(b, 4), size) for b in m["boxes"]],
+                            peak=[peak[0] / size[0], peak[1] / size[1]]))
+        return out
+    except ValueError as e:
+        raise UserError(f"{meta_path}: a malformed pointing mark ({brief(e, 100)}); run python3 -m catr.pointing "
+                        f"... --mark again") from None
+
+
 def read_scene(meta_path: Path, meta=None) -> dict:
     """One image of a folder (its ``<stem>.json``, ``.npy``, maybe ``.layers.npy``) -> the page's record."""
     from .images import load_partial_rgb, load_rgb
@@ -124,12 +164,12 @@ def read_scene(meta_path: Path, meta=None) -> dict:
     except UserError:  # a truncated image was captioned from the part that decodes: show that part
         image = load_partial_rgb(meta["image"])
     size = image.size
-    saved = np.load(npy)
+    saved = load_maps(npy)
     method = meta.get("method", "attention")
     layer = meta.get("layer")
     layers_npy = meta_path.with_name(meta_path.stem + ".layers.npy")
     if "layers_axes" in meta and layers_npy.is_file():  # the JSON says so: a stale file of an earlier run is not read
-        maps = to_ltkhw(np.load(layers_npy), meta["layers_axes"])
+        maps = to_ltkhw(load_maps(layers_npy), meta["layers_axes"])
         labels = [f"layer {k}" for k in range(len(maps))]
         default = (layer if layer is not None else -1) % len(maps)
     else:
@@ -139,8 +179,7 @@ def read_scene(meta_path: Path, meta=None) -> dict:
     if maps.shape[1] != len(meta["tokens"]):
         raise UserError(f"{npy} holds {maps.shape[1]} maps for {len(meta['tokens'])} tokens")
     region = pixel_region(meta.get("region") or (0, 0, *size))  # as hw3io.maps.place puts the map there
-    marks = [dict(m, boxes=[fractions(b, size) for b in m["boxes"]],
-                  peak=[m["peak"][0] / size[0], m["peak"][1] / size[1]]) for m in meta.get("pointing", [])]
+    marks = read_marks(meta, meta_path, size)
     return {"name": Path(meta["image"]).name, "stem": meta_path.stem, "caption": meta.get("caption", ""),
             "tokens": meta["tokens"], "grid": list(maps.shape[-2:]), "image": jpeg_uri(image),
             "region": fractions(region, size), "layer": default, "marks": marks, "scored": meta.get("scored", ""),

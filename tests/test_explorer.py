@@ -297,3 +297,26 @@ def test_the_explorer_cli_skips_json_that_is_not_its_own(tmp_path):
     warnings = [l for l in proc.stderr.splitlines() if l.startswith("warning: skipped")]
     assert len(warnings) == 2 and "broken.json" in warnings[0] and "scores.json" in warnings[1], proc.stderr
     assert scene_names(out / "index.html") == ["x"]
+
+
+def test_a_truncated_map_file_is_one_error_line(tmp_path):
+    from helpers import assert_one_line_error, run
+    out = hand_folder(tmp_path / "out", stem="x")
+    npy = out / "x.npy"
+    npy.write_bytes(npy.read_bytes()[:-20])
+    assert_one_line_error(run(["python3", "-m", "hw3io.explorer", str(out)]), str(npy))
+
+
+@pytest.mark.parametrize("damage", ["object array", "mark without peak", "box of 3", "tokens as text"])
+def test_damaged_maps_and_marks_name_their_file(tmp_path, damage):
+    from hw3io import UserError
+    from hw3io.explorer import write_explorer
+    mark = {"tokens": [0], "class": "sheep", "boxes": [[0, 0, 10, 10]], "peak": [3.0, 4.0], "strict": True,
+            "tolerance": True}
+    bad = {"mark without peak": {k: v for k, v in mark.items() if k != "peak"},
+           "box of 3": dict(mark, boxes=[[0, 0, 10]]), "tokens as text": dict(mark, tokens="0")}.get(damage)
+    out = hand_folder(tmp_path / "out", stem="x", extra={"pointing": [mark] + ([bad] if bad else [])})
+    if damage == "object array":
+        np.save(out / "x.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(UserError, match=re.escape(str(out / ("x.npy" if damage == "object array" else "x.json")))):
+        write_explorer(out)
