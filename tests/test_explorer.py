@@ -177,10 +177,10 @@ def test_html_is_off_by_default(tmp_path, monkeypatch):
     from catr_tiny import tiny_model, write_images, write_vocab
     from helpers import ROOT
     monkeypatch.delenv("CATR_HTML", raising=False)
-    a = p2_caption_attn.get_args_parser().parse_args(["--images", "x", "--output-dir", "y"])
+    a = p2_caption_attn.parse_args(["--images", "x", "--output-dir", "y"])
     assert not a.html and not a.all_layers
     monkeypatch.setenv("CATR_HTML", "1")
-    a = p2_caption_attn.get_args_parser().parse_args(["--images", "x", "--output-dir", "y"])
+    a = p2_caption_attn.parse_args(["--images", "x", "--output-dir", "y"])
     assert a.html and a.all_layers
     assert "--html" not in (ROOT / "hw3_2.sh").read_text()
     images = write_images(tmp_path / "images")
@@ -320,3 +320,23 @@ def test_damaged_maps_and_marks_name_their_file(tmp_path, damage):
         np.save(out / "x.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(UserError, match=re.escape(str(out / ("x.npy" if damage == "object array" else "x.json")))):
         write_explorer(out)
+
+
+def test_catr_html_keeps_every_explain_method_working(tmp_path, monkeypatch):
+    """$CATR_HTML=1 with --explain occlusion: the page, without the attention-only --all-layers it turns on for
+    attention."""
+    import torch
+    import p2_caption_attn
+    from catr_tiny import tiny_config, tiny_model, write_images, write_vocab
+    torch.save({"model": tiny_model(**TINY).state_dict(), "catr_config": tiny_config(**TINY).to_dict()},
+               tmp_path / "c.pth")
+    images = write_images(tmp_path / "images")
+    for p in images.iterdir():
+        if p.name != "ski.jpg":
+            p.unlink()
+    monkeypatch.setenv("CATR_HTML", "1")
+    out = tmp_path / "out"
+    assert p2_caption_attn.main(["--images", str(images), "--output-dir", str(out), "--checkpoint",
+                                 str(tmp_path / "c.pth"), "--vocab", str(write_vocab(tmp_path / "vocab.txt")),
+                                 "--explain", "occlusion", "--cells", "2", "--device", "cpu"]) is None
+    assert scene_names(out / "index.html") == ["ski"] and not (out / "ski.layers.npy").exists()
