@@ -141,6 +141,8 @@ def read_marks(meta: dict, meta_path: Path, size) -> list[dict]:
                 raise ValueError(f"{m!r} lacks class, strict or tolerance")
             if not isinstance(m.get("tokens"), list) or not all(isinstance(t, int) for t in m["tokens"]):
                 raise ValueError(f"tokens {m.get('tokens')!r} are not token indices")
+            if "tolerance_px" in m:
+                numbers([m["tolerance_px"]], 1)
             if not isinstance(m.get("boxes"), list):
                 raise ValueError(f"boxes {m.get('boxes')!r} are not a list")
             peak = numbers(m.get("peak"), 2)
@@ -360,7 +362,7 @@ function draw() {
     const p = document.createElement("div"); p.className = "peak";
     p.style.left = 100 * m.peak[0] + "%"; p.style.top = 100 * m.peak[1] + "%"; $("view").append(p);
     text += " | '" + m.class + "': peak of the scored map (" + s.scored + ") " + (m.strict ? "HIT" : "MISS") +
-            " the object (" + (m.tolerance ? "within" : "not within") + " 15 px)";
+            " the object (" + (m.tolerance ? "within " : "not within ") + within(m.tolerance_px) + ")";
   }
   const status = $("status");
   status.textContent = text;
@@ -368,12 +370,19 @@ function draw() {
                                  method: st.method, mark: m ? (m.strict ? "hit" : "miss") : ""});
 }
 
+function within(px) { return px == null ? "the tolerance" : px + " px"; }  // px: catr.pointing's, recorded
 function summary() {
   const marks = D.scenes.flatMap(s => s.marks), hits = marks.filter(m => m.strict).length;
   const near = marks.filter(m => m.tolerance).length, el = $("summary");
-  el.dataset.count = marks.length; el.dataset.strict = hits; el.dataset.tolerance = near;
-  el.textContent = marks.length ? "Pointing game (catr.pointing, the folder's maps): " + hits + " of " +
-    marks.length + " object words hit strictly, " + near + " within 15 px." : "Not scored (catr.pointing --mark).";
+  const px = [...new Set(marks.map(m => m.tolerance_px))], n = marks.length;
+  el.dataset.count = n; el.dataset.strict = hits; el.dataset.tolerance = near;
+  el.dataset.tolerancePx = px.length === 1 && px[0] != null ? px[0] : "";
+  // Strict hits are pooled over the words, as catr.pointing's strict column; its tolerance column is a mean over
+  // the classes, so the page's pooled count is labelled as such rather than passed off as the table's number.
+  el.textContent = n ? "Pointing game (catr.pointing, the folder's maps): strict hits " + hits + " of " + n +
+    " object words (as catr.pointing's strict column); within " + (px.length === 1 ? within(px[0]) :
+    "the tolerance") + ": " + near + " of " + n + " words (pooled; catr.pointing's table averages per class)." :
+    "Not scored (catr.pointing --mark).";
 }
 
 fill($("scene"), D.scenes.map(s => s.name), 0);

@@ -40,7 +40,8 @@ window.addEventListener("load", async () => {
   const s = $("summary").dataset;
   const probe = document.createElement("pre");
   probe.id = "probe";
-  probe.textContent = JSON.stringify({snaps: out, blocked, summary: [+s.count, +s.strict, +s.tolerance]});
+  probe.textContent = JSON.stringify({snaps: out, blocked, summary: [+s.count, +s.strict, +s.tolerance],
+                                     px: s.tolerancePx, text: $("summary").textContent, status: $("status").textContent});
   document.body.append(probe);
 });
 """
@@ -131,6 +132,8 @@ def test_a_scored_folder_shows_hits_and_misses_as_catr_pointing_counted(p2):
     assert count == folder["count"] > 0 and strict == round(folder["maps"] * count)
     assert 0 < strict < count  # both hits and misses are there to show
     marks = {stem: json.loads((p2["out"] / f"{stem}.json").read_text())["pointing"] for stem in ("bike", "sheep")}
+    assert tolerance == sum(m["tolerance"] for found in marks.values() for m in found)
+    assert p2["seen"]["px"] == "15" and f"within 15 px: {tolerance} of {count} words (pooled" in p2["seen"]["text"]
     for s in p2["seen"]["snaps"]:
         mark = next((m for m in marks[["bike", "sheep"][s["scene"]]] if s["token"] in m["tokens"]), None)
         assert s["mark"] == ("" if mark is None else "hit" if mark["strict"] else "miss")
@@ -340,3 +343,14 @@ def test_catr_html_keeps_every_explain_method_working(tmp_path, monkeypatch):
                                  str(tmp_path / "c.pth"), "--vocab", str(write_vocab(tmp_path / "vocab.txt")),
                                  "--explain", "occlusion", "--cells", "2", "--device", "cpu"]) is None
     assert scene_names(out / "index.html") == ["ski"] and not (out / "ski.layers.npy").exists()
+
+
+def test_the_tolerance_shown_is_the_one_recorded(tmp_path):
+    """The page names the tolerance catr.pointing recorded with the marks, not a number of its own."""
+    from hw3io.explorer import write_explorer
+    mark = {"tokens": [0], "class": "sheep", "boxes": [[0, 0, 10, 10]], "peak": [30.0, 20.0], "strict": False,
+            "tolerance": True, "tolerance_px": 25}
+    out = hand_folder(tmp_path / "out", extra={"pointing": [mark], "scored": "attention"})
+    seen = browse(write_explorer(out), "snap();")
+    assert seen["px"] == "25" and "within 25 px: 1 of 1 words (pooled" in seen["text"]
+    assert seen["status"].endswith("MISS the object (within 25 px)")
