@@ -212,12 +212,35 @@ def test_fifty_scenes_fit_the_size_budget():
     assert 10e6 < size < 20e6, size
 
 
-def test_the_report_links_a_copy_of_the_explorer(p2, tmp_path):
-    """Copied into the report's figures folder, so the link survives moving the report."""
+def test_the_report_links_an_explorer_rebuilt_from_the_folder(p2, tmp_path):
+    """The report writes the page from the folder's current outputs into its figures folder (the link survives
+    moving the report; a page left in the folder by an earlier run is not trusted) and links it; a folder whose
+    JSONs lack every layer's maps (hw3_2.sh re-run without $CATR_HTML) gets no explorer, even with an old page."""
+    import shutil
     from report.build import section_p2
-    blocks = section_p2(p2["out"], None, tmp_path / "figures")
-    assert (tmp_path / "figures" / "p2_explorer.html").read_bytes() == (p2["out"] / "index.html").read_bytes()
-    assert any(b[0] == "p" and "figures/p2_explorer.html" in b[1] for b in blocks)
+    from report.render import to_html, to_markdown
+    out = tmp_path / "out"
+    shutil.copytree(p2["out"], out)
+    (out / "index.html").write_text("a stale page")
+    figs = tmp_path / "report" / "figures"
+    blocks = section_p2(out, None, figs)
+    page = figs / "p2_explorer.html"
+    assert scene_names(page) == ["bike", "sheep"] and ("link", page) in [b[:2] for b in blocks]
+    assert "](figures/p2_explorer.html)" in to_markdown(blocks, tmp_path / "report")
+    assert '<a href="figures/p2_explorer.html">' in to_html(blocks, "t", tmp_path / "report")
+    for meta_path in out.glob("*.json"):  # as hw3_2.sh writes them without $CATR_HTML
+        meta = json.loads(meta_path.read_text())
+        meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k not in ("layers_axes", "pointing")}))
+    blocks = section_p2(out, None, figs)
+    assert not page.exists() and not [b for b in blocks if b[0] == "link" or "explorer" in str(b[1])]
+
+
+def test_a_link_block_escapes_its_text():
+    from pathlib import Path
+    from report.render import to_html, to_markdown
+    block = [("link", Path("/r/figures/a b.html"), "x*[y]_<b>&")]
+    assert to_markdown(block, Path("/r")).strip() == r"[x\*\[y\]\_\<b\>&](figures/a%20b.html)"
+    assert '<p><a href="figures/a%20b.html">x*[y]_&lt;b&gt;&amp;</a></p>' in to_html(block, "t", Path("/r"))
 
 
 def hand_folder(folder, stem="x", tokens=("a", "b"), caption="a b", extra=None):
