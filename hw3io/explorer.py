@@ -11,9 +11,10 @@ unpadded; ``pointing``: the marks), ``<stem>.npy`` (the PNG's maps) and, when sa
 (l layer, t token, k head, h w grid); without them the layout is hw3_2.sh's, (T, H', W') or (T, heads, H', W').
 
 Nothing is fetched: the data, script and style are inline, and a Content-Security-Policy of ``default-src 'none'``
-forbids any request. To stay small (50 images x 6 layers x 9 head slots x 15 tokens of 19 x 19 cells is about 15 MB)
-every map is stored as 8 bits per cell with its own minimum and step (value = lo + q * step, so q is also the jet
-colour index: each map spans the full scale, as imshow scales each PNG tile), and every image as a JPEG at most
+forbids any request. To stay small (50 COCO-shaped images, 14 x 19 cells in CATR, x 6 layers x 9 head slots x 14
+tokens make about 15 MB: tests/test_explorer.py::test_fifty_scenes_fit_the_size_budget) every map is stored as 8
+bits per cell with its own minimum and step (value = lo + q * step, so q is also the jet colour index: each map
+spans the full scale, as imshow scales each PNG tile), and every image as a JPEG at most
 ``IMAGE_SIDE`` pixels on its longer side. The page draws the cell grid, one canvas pixel per cell, stretched over the
 region by CSS: nearest-neighbour cells by default; "smooth" lets the browser interpolate bilinearly with half-pixel
 centres, the sampling of ``hw3io.maps.upsample`` (``align_corners=False``), though between colours rather than
