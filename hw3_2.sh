@@ -3,7 +3,7 @@
 # Writes <stem>.png (per-token cross-attention tiles), <stem>.npy and <stem>.txt per image. Weights:
 # $CATR_CHECKPOINT if set, else the official CATR v3 release (or $CATR_CHECKPOINT_URL), downloaded once into the
 # torch hub cache. Vocabulary: $CATR_VOCAB if set, else BERT uncased from the Hugging Face hub (cached).
-# $CATR_HTML=1 also writes every layer's maps and index.html, a page to browse them (off by default).
+# $CATR_HTML=1 also writes index.html, a page to browse the maps, and for attention every layer's maps (off by default).
 set -euo pipefail
 if [ "$#" -ne 2 ]; then
   echo "usage: bash hw3_2.sh <image_dir> <output_dir>" >&2

@@ -151,5 +151,5 @@ def caption_folder(images, output_dir, *, checkpoint=None, version="v3", url=Non
                 bar.update(1)
     if html:
         from hw3io.explorer import write_explorer
-        write_explorer(output_dir)
+        write_explorer(output_dir, stems=[png.stem for png in written])  # not a leftover of an earlier run
     return CaptionedFolder(written, unreadable, partial)

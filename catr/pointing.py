@@ -252,11 +252,11 @@ def score_items(items, ann: Annotations, masks: dict | None = None) -> dict:
 def mark_folder(folder, items, ann: Annotations, label: str) -> int:
     """``--mark``: record in each scored image's ``<stem>.json`` (key ``pointing``) every word it scored: its token
     indices, class, the object's bounding box (x0, y0, x1, y1; of all its instances when several), the map's peak
-    (x, y) and whether the peak hit (strict, and within the tolerance), in original-image pixels, and in
+    (x, y) and whether the peak hit (strict, and within ``tolerance_px``), in original-image pixels, and in
     ``scored`` which maps those are (``label``); then rebuild the folder's explorer if it has one. Returns the
     number of words recorded."""
     import json
-    from explanations.pointing import peak, play
+    from explanations.pointing import TOLERANCE, peak, play
     from hw3io import atomic_write_text
     words, _ = scored_words(items, ann)
     marks = {it["stem"]: [] for it in items}
@@ -265,7 +265,7 @@ def mark_folder(folder, items, ann: Annotations, label: str) -> int:
         box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if len(xs) else [0, 0, 0, 0]
         marks[it["stem"]].append({"tokens": [int(i) for i in idx], "class": cls, "boxes": [box],
                                   "peak": [float(v) for v in peak(heat)], "strict": bool(game["maps"]),
-                                  "tolerance": bool(game["tolerance"])})
+                                  "tolerance": bool(game["tolerance"]), "tolerance_px": TOLERANCE})
     folder = Path(folder)
     for stem, found in marks.items():
         path = folder / f"{stem}.json"

@@ -11,9 +11,10 @@ unpadded; ``pointing``: the marks), ``<stem>.npy`` (the PNG's maps) and, when sa
 (l layer, t token, k head, h w grid); without them the layout is hw3_2.sh's, (T, H', W') or (T, heads, H', W').
 
 Nothing is fetched: the data, script and style are inline, and a Content-Security-Policy of ``default-src 'none'``
-forbids any request. To stay small (50 images x 6 layers x 9 head slots x 15 tokens of 19 x 19 cells is about 15 MB)
-every map is stored as 8 bits per cell with its own minimum and step (value = lo + q * step, so q is also the jet
-colour index: each map spans the full scale, as imshow scales each PNG tile), and every image as a JPEG at most
+forbids any request. To stay small (50 COCO-shaped images, 14 x 19 cells in CATR, x 6 layers x 9 head slots x 14
+tokens make about 15 MB: tests/test_explorer.py::test_fifty_scenes_fit_the_size_budget) every map is stored as 8
+bits per cell with its own minimum and step (value = lo + q * step, so q is also the jet colour index: each map
+spans the full scale, as imshow scales each PNG tile), and every image as a JPEG at most
 ``IMAGE_SIDE`` pixels on its longer side. The page draws the cell grid, one canvas pixel per cell, stretched over the
 region by CSS: nearest-neighbour cells by default; "smooth" lets the browser interpolate bilinearly with half-pixel
 centres, the sampling of ``hw3io.maps.upsample`` (``align_corners=False``), though between colours rather than
@@ -21,15 +22,17 @@ between values as the PNG does.
 """
 import argparse
 import base64
+import html
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import atomic_write_text
-from .errors import UserError, run_cli
+from .errors import UserError, brief, run_cli
 from .jsonfile import read_json
 from .maps import pixel_region
 
@@ -104,24 +107,72 @@ def fractions(box, size) -> list[float]:
     return [box[0] / w, box[1] / h, box[2] / w, box[3] / h]
 
 
-def read_scene(meta_path: Path) -> dict:
+def describes_maps(meta, meta_path: Path) -> bool:
+    """Whether a parsed ``<stem>.json`` is one this tool reads: the image, one label per map, and the maps."""
+    return (isinstance(meta, dict) and isinstance(meta.get("image"), str) and bool(meta["image"])
+            and isinstance(meta.get("tokens"), list) and meta_path.with_suffix(".npy").is_file())
+
+
+def load_maps(path: Path) -> np.ndarray:
+    """A saved map array; a truncated file, a pickled (object) array or one of non-numbers is one error line."""
+    try:
+        array = np.load(path)  # allow_pickle=False: an object array raises rather than running a pickle
+    except (OSError, ValueError, EOFError) as e:
+        raise UserError(f"{path} is not a readable map array ({brief(e)}): write the folder again") from None
+    if array.dtype.kind not in "fiu":
+        raise UserError(f"{path} holds {array.dtype} values, not maps: write the folder again")
+    return array
+
+
+def read_marks(meta: dict, meta_path: Path, size) -> list[dict]:
+    """The ``pointing`` marks of ``catr.pointing --mark``, boxes and peaks as fractions of the (W, H) image."""
+    def numbers(values, n):
+        if not isinstance(values, list) or len(values) != n or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"{values!r} is not {n} numbers")
+        return values
+    marks = meta.get("pointing", [])
+    try:
+        if not isinstance(marks, list):
+            raise ValueError("not a list")
+        out = []
+        for m in marks:
+            if not isinstance(m, dict) or not isinstance(m.get("class"), str) or not all(
+                    isinstance(m.get(k), bool) for k in ("strict", "tolerance")):
+                raise ValueError(f"{m!r} lacks class, strict or tolerance")
+            if not isinstance(m.get("tokens"), list) or not all(isinstance(t, int) for t in m["tokens"]):
+                raise ValueError(f"tokens {m.get('tokens')!r} are not token indices")
+            if "tolerance_px" in m:
+                numbers([m["tolerance_px"]], 1)
+            if not isinstance(m.get("boxes"), list):
+                raise ValueError(f"boxes {m.get('boxes')!r} are not a list")
+            peak = numbers(m.get("peak"), 2)
+            out.append(dict(m, boxes=[fractions(numbers(b, 4), size) for b in m["boxes"]],
+                            peak=[peak[0] / size[0], peak[1] / size[1]]))
+        return out
+    except ValueError as e:
+        raise UserError(f"{meta_path}: a malformed pointing mark ({brief(e, 100)}); run python3 -m catr.pointing "
+                        f"... --mark again") from None
+
+
+def read_scene(meta_path: Path, meta=None) -> dict:
     """One image of a folder (its ``<stem>.json``, ``.npy``, maybe ``.layers.npy``) -> the page's record."""
     from .images import load_partial_rgb, load_rgb
-    meta = read_json(meta_path, "map description")
+    meta = read_json(meta_path, "map description") if meta is None else meta
     npy = meta_path.with_suffix(".npy")
-    if not isinstance(meta, dict) or "tokens" not in meta or not meta.get("image") or not npy.is_file():
+    if not describes_maps(meta, meta_path):
         raise UserError(f"{meta_path} does not describe saved maps (needs tokens, image and {npy.name})")
     try:
         image = load_rgb(meta["image"])
     except UserError:  # a truncated image was captioned from the part that decodes: show that part
         image = load_partial_rgb(meta["image"])
     size = image.size
-    saved = np.load(npy)
+    saved = load_maps(npy)
     method = meta.get("method", "attention")
     layer = meta.get("layer")
     layers_npy = meta_path.with_name(meta_path.stem + ".layers.npy")
     if "layers_axes" in meta and layers_npy.is_file():  # the JSON says so: a stale file of an earlier run is not read
-        maps = to_ltkhw(np.load(layers_npy), meta["layers_axes"])
+        maps = to_ltkhw(load_maps(layers_npy), meta["layers_axes"])
         labels = [f"layer {k}" for k in range(len(maps))]
         default = (layer if layer is not None else -1) % len(maps)
     else:
@@ -131,37 +182,54 @@ def read_scene(meta_path: Path) -> dict:
     if maps.shape[1] != len(meta["tokens"]):
         raise UserError(f"{npy} holds {maps.shape[1]} maps for {len(meta['tokens'])} tokens")
     region = pixel_region(meta.get("region") or (0, 0, *size))  # as hw3io.maps.place puts the map there
-    marks = [dict(m, boxes=[fractions(b, size) for b in m["boxes"]],
-                  peak=[m["peak"][0] / size[0], m["peak"][1] / size[1]]) for m in meta.get("pointing", [])]
+    marks = read_marks(meta, meta_path, size)
     return {"name": Path(meta["image"]).name, "stem": meta_path.stem, "caption": meta.get("caption", ""),
             "tokens": meta["tokens"], "grid": list(maps.shape[-2:]), "image": jpeg_uri(image),
             "region": fractions(region, size), "layer": default, "marks": marks, "scored": meta.get("scored", ""),
             "methods": {method: method_entry(maps, labels, per_head=maps.shape[2] > 1)}}
 
 
-def folder_scenes(folder) -> list[dict]:
+def folder_scenes(folder, stems=None) -> list[dict]:
+    """The page's records of ``stems`` (the images a run just wrote, in order); without them every ``<stem>.json``
+    of the folder that describes saved maps, any other JSON (a results file saved there) skipped with a warning."""
     folder = Path(folder)
-    metas = sorted(p for p in folder.glob("*.json"))
-    if not metas:
+    if stems is not None:
+        return [read_scene(folder / f"{stem}.json") for stem in stems]
+    scenes = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            meta = read_json(path, "JSON file")
+        except UserError as e:
+            meta = e
+        if isinstance(meta, UserError) or not describes_maps(meta, path):
+            print(f"warning: skipped {path}: not a description of saved maps (<stem>.json with tokens and image, "
+                  f"beside <stem>.npy)", file=sys.stderr)
+            continue
+        scenes.append(read_scene(path, meta))
+    if not scenes:
         raise UserError(f"no saved maps (<stem>.json with <stem>.npy) in {folder}")
-    return [read_scene(p) for p in metas]
+    return scenes
+
+
+# Inside <script>, "</script" ends the element and "<!--" with "<script" changes how the parser looks for the end:
+# no <, > or & may reach it raw. \u escapes are the same JSON; U+2028/U+2029 break older JavaScript parsers.
+JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
 
 def page(scenes: list[dict], title: str) -> str:
     data = json.dumps({"title": title, "jet": jet_table(), "scenes": scenes}, separators=(",", ":"))
-    data = data.replace("</", "<\\/")  # the JSON cannot end its <script> element
-    return TEMPLATE.replace("__TITLE__", _escape(title)).replace("__DATA__", data)
+    data = re.sub("[<>&\u2028\u2029]", lambda m: JSON_ESCAPES[m.group()], data)
+    # One pass: a title holding "__DATA__" stays text
+    fill = {"__TITLE__": html.escape(title), "__DATA__": data}
+    return re.sub("__TITLE__|__DATA__", lambda m: fill[m.group()], TEMPLATE)
 
 
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def write_explorer(folder, title: str | None = None) -> Path:
-    """``FOLDER/index.html`` from the maps saved in ``folder``."""
+def write_explorer(folder, title: str | None = None, stems=None, path=None) -> Path:
+    """``FOLDER/index.html`` (or ``path``) from the maps saved in ``folder``: of ``stems``, or of every JSON there
+    that describes saved maps (``folder_scenes``)."""
     folder = Path(folder)
-    path = folder / PAGE
-    atomic_write_text(path, page(folder_scenes(folder), title or f"What the model looks at: {folder.name}"))
+    path = Path(path) if path is not None else folder / PAGE
+    atomic_write_text(path, page(folder_scenes(folder, stems), title or f"What the model looks at: {folder.name}"))
     return path
 
 
@@ -295,7 +363,7 @@ function draw() {
     const p = document.createElement("div"); p.className = "peak";
     p.style.left = 100 * m.peak[0] + "%"; p.style.top = 100 * m.peak[1] + "%"; $("view").append(p);
     text += " | '" + m.class + "': peak of the scored map (" + s.scored + ") " + (m.strict ? "HIT" : "MISS") +
-            " the object (" + (m.tolerance ? "within" : "not within") + " 15 px)";
+            " the object (" + (m.tolerance ? "within " : "not within ") + within(m.tolerance_px) + ")";
   }
   const status = $("status");
   status.textContent = text;
@@ -303,12 +371,19 @@ function draw() {
                                  method: st.method, mark: m ? (m.strict ? "hit" : "miss") : ""});
 }
 
+function within(px) { return px == null ? "the tolerance" : px + " px"; }  // px: catr.pointing's, recorded
 function summary() {
   const marks = D.scenes.flatMap(s => s.marks), hits = marks.filter(m => m.strict).length;
   const near = marks.filter(m => m.tolerance).length, el = $("summary");
-  el.dataset.count = marks.length; el.dataset.strict = hits; el.dataset.tolerance = near;
-  el.textContent = marks.length ? "Pointing game (catr.pointing, the folder's maps): " + hits + " of " +
-    marks.length + " object words hit strictly, " + near + " within 15 px." : "Not scored (catr.pointing --mark).";
+  const px = [...new Set(marks.map(m => m.tolerance_px))], n = marks.length;
+  el.dataset.count = n; el.dataset.strict = hits; el.dataset.tolerance = near;
+  el.dataset.tolerancePx = px.length === 1 && px[0] != null ? px[0] : "";
+  // Strict hits are pooled over the words, as catr.pointing's strict column; its tolerance column is a mean over
+  // the classes, so the page's pooled count is labelled as such rather than passed off as the table's number.
+  el.textContent = n ? "Pointing game (catr.pointing, the folder's maps): strict hits " + hits + " of " + n +
+    " object words (as catr.pointing's strict column); within " + (px.length === 1 ? within(px[0]) :
+    "the tolerance") + ": " + near + " of " + n + " words (pooled; catr.pointing's table averages per class)." :
+    "Not scored (catr.pointing --mark).";
 }
 
 fill($("scene"), D.scenes.map(s => s.name), 0);

@@ -221,6 +221,26 @@ def _read_caption(png):
     return json.loads(meta_path.read_text()), (maps.mean(1) if maps.ndim == 4 else maps)
 
 
+def p2_explorer(pngs, path: Path) -> Path | None:
+    """The explorer of the captioned images, rebuilt from their current outputs into ``path`` (inside the report, so
+    the link survives moving it; a page left in the folder by an earlier run may be stale) when every image's JSON
+    says its maps were saved with --all-layers ($CATR_HTML=1); else None, and no stale copy is left at ``path``."""
+    from hw3io.explorer import describes_maps, write_explorer
+
+    def saved_for_it(meta_path: Path) -> bool:
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):  # missing or not JSON: the section says what it can without an explorer
+            return False
+        return (describes_maps(meta, meta_path) and "layers_axes" in meta
+                and meta_path.with_suffix(".layers.npy").is_file())
+    full = all(saved_for_it(png.with_suffix(".json")) for png in pngs)
+    if not full:
+        path.unlink(missing_ok=True)
+        return None
+    return write_explorer(pngs[0].parent, stems=[png.stem for png in pngs], path=path)
+
+
 def section_p2(p2_dir, refs, figs, chosen=None, limit=None, trust=False):
     """Problem 2: question 1, every captioned image's per-token cross-attention; question 2, one image (``chosen``,
     a file name or stem; default the first) token by token."""
@@ -247,10 +267,10 @@ def section_p2(p2_dir, refs, figs, chosen=None, limit=None, trust=False):
             path, note = _token_figure(meta, maps, png, figs / f"tokens_{png.stem}.png", cols=5)
         blocks.append(("img", path, line + note))
         prompts.append(line)
-    if (Path(p2_dir) / "index.html").is_file():  # the explorer, copied so the link survives moving the report
-        shutil.copyfile(Path(p2_dir) / "index.html", figs / "p2_explorer.html")
-        blocks.append(("p", "Every token, layer and head of these images: open figures/p2_explorer.html in a browser "
-                            "(self-contained)."))
+    page = p2_explorer(pngs, figs / "p2_explorer.html")
+    if page is not None:
+        blocks.append(("link", page, "Every token, layer and head of these images: figures/p2_explorer.html, "
+                                     "self-contained, opens in a browser"))
     if refs:
         blocks += caption_scores(p2_dir, refs)
     blocks.append(discussion(prompts))

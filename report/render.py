@@ -2,7 +2,9 @@
 headless Chromium. A document is a list of blocks:
 
   ("h", level, text) | ("p", text) | ("box", [lines]) | ("code", text) | ("table", headers, rows) |
-  ("img", path, caption) | ("discuss", [measured facts])
+  ("img", path, caption) | ("link", path, text) | ("discuss", [measured facts])
+
+A "link" is a paragraph that links a file beside the report (relative, so the folder can move).
 
 A "discuss" block is the student's place to write: a marked heading, the facts to start from, and a placeholder.
 """
@@ -11,8 +13,10 @@ import html
 import io
 import os
 import shutil
+import re
 import subprocess
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 from hw3io import atomic_path, atomic_write_text, markdown_table
@@ -43,6 +47,14 @@ DISCUSS_HINT = "the facts measured above, to start from:"
 WRITE_HERE = "(write your discussion here)"
 
 
+MD_SPECIAL = re.compile(r"[][\\`*_<>]")  # would end a link's text, start emphasis, code or an HTML tag
+
+
+def _href(path, base) -> str:
+    """``path`` relative to the report's folder ``base``, percent-encoded for a Markdown or HTML link."""
+    return urllib.parse.quote(Path(os.path.relpath(path, base)).as_posix())
+
+
 def to_markdown(blocks, base: Path) -> str:
     out = []
     for b in blocks:
@@ -59,6 +71,8 @@ def to_markdown(blocks, base: Path) -> str:
             out.append(markdown_table(b[1], b[2]))
         elif kind == "img":
             out.append(f"![{b[2]}]({os.path.relpath(b[1], base)})\n\n*{b[2]}*")
+        elif kind == "link":
+            out.append("[" + MD_SPECIAL.sub(r"\\\g<0>", b[2]) + f"]({_href(b[1], base)})")
         elif kind == "discuss":
             out.append("\n".join([f"> **{DISCUSS}** {DISCUSS_HINT}", ">"] + [f"> - {p}" for p in b[1]] +
                                   [">", f"> *{WRITE_HERE}*"]))
@@ -79,7 +93,8 @@ def _data_uri(path) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def to_html(blocks, title: str) -> str:
+def to_html(blocks, title: str, base: Path = Path(".")) -> str:
+    """``base``: the folder the page is written to, which "link" blocks are relative to."""
     e = html.escape
     out = []
     for b in blocks:
@@ -101,6 +116,8 @@ def to_html(blocks, title: str) -> str:
         elif kind == "discuss":
             out.append(f'<div class="discuss"><p><b>{e(DISCUSS)}</b> {e(DISCUSS_HINT)}</p><ul>' +
                        "".join(f"<li>{e(p)}</li>" for p in b[1]) + f'</ul><p class="write">{e(WRITE_HERE)}</p></div>')
+        elif kind == "link":
+            out.append(f'<p><a href="{e(_href(b[1], base))}">{e(b[2])}</a></p>')
         elif kind == "img":
             out.append(f'<figure><img src="{_data_uri(b[1])}" alt="{e(b[2])}"><figcaption>{e(b[2])}</figcaption>'
                        "</figure>")
@@ -141,5 +158,5 @@ def write_all(blocks, out_dir: Path, title: str, pdf: bool = True) -> dict:
     """report.md, report.html and (when Chromium is there) report.pdf in ``out_dir``."""
     md, page = out_dir / "report.md", out_dir / "report.html"
     atomic_write_text(md, to_markdown(blocks, out_dir))
-    atomic_write_text(page, to_html(blocks, title))
+    atomic_write_text(page, to_html(blocks, title, out_dir))
     return {"md": md, "html": page, "pdf": print_pdf(page, out_dir / "report.pdf") if pdf else None}

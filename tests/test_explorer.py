@@ -40,7 +40,9 @@ window.addEventListener("load", async () => {
   const s = $("summary").dataset;
   const probe = document.createElement("pre");
   probe.id = "probe";
-  probe.textContent = JSON.stringify({snaps: out, blocked, summary: [+s.count, +s.strict, +s.tolerance]});
+  probe.textContent = JSON.stringify({snaps: out, blocked, summary: [+s.count, +s.strict, +s.tolerance],
+                                     px: s.tolerancePx, text: $("summary").textContent,
+                                     status: $("status").textContent});
   document.body.append(probe);
 });
 """
@@ -131,6 +133,8 @@ def test_a_scored_folder_shows_hits_and_misses_as_catr_pointing_counted(p2):
     assert count == folder["count"] > 0 and strict == round(folder["maps"] * count)
     assert 0 < strict < count  # both hits and misses are there to show
     marks = {stem: json.loads((p2["out"] / f"{stem}.json").read_text())["pointing"] for stem in ("bike", "sheep")}
+    assert tolerance == sum(m["tolerance"] for found in marks.values() for m in found)
+    assert p2["seen"]["px"] == "15" and f"within 15 px: {tolerance} of {count} words (pooled" in p2["seen"]["text"]
     for s in p2["seen"]["snaps"]:
         mark = next((m for m in marks[["bike", "sheep"][s["scene"]]] if s["token"] in m["tokens"]), None)
         assert s["mark"] == ("" if mark is None else "hit" if mark["strict"] else "miss")
@@ -177,10 +181,10 @@ def test_html_is_off_by_default(tmp_path, monkeypatch):
     from catr_tiny import tiny_model, write_images, write_vocab
     from helpers import ROOT
     monkeypatch.delenv("CATR_HTML", raising=False)
-    a = p2_caption_attn.get_args_parser().parse_args(["--images", "x", "--output-dir", "y"])
+    a = p2_caption_attn.parse_args(["--images", "x", "--output-dir", "y"])
     assert not a.html and not a.all_layers
     monkeypatch.setenv("CATR_HTML", "1")
-    a = p2_caption_attn.get_args_parser().parse_args(["--images", "x", "--output-dir", "y"])
+    a = p2_caption_attn.parse_args(["--images", "x", "--output-dir", "y"])
     assert a.html and a.all_layers
     assert "--html" not in (ROOT / "hw3_2.sh").read_text()
     images = write_images(tmp_path / "images")
@@ -193,25 +197,199 @@ def test_html_is_off_by_default(tmp_path, monkeypatch):
         "caption", "tokens", "grid", "size", "layer", "image", "method"}
 
 
-def test_fifty_scenes_fit_the_size_budget():
-    """50 COCO-shaped scenes (640 x 480, so a 19 x 15 grid at 299 px) with CATR v3's 6 layers x 8 heads and 14
-    tokens each stay under 20 MB."""
+def coco_pages(grid, tokens, scenes=50) -> int:
+    """Bytes of a page of ``scenes`` COCO-shaped scenes (a 640 x 480 photo) with CATR v3's 6 layers x 8 heads and
+    ``tokens`` tokens of random maps on a ``grid`` (H', W')."""
     from PIL import Image
     from hw3io.explorer import jpeg_uri, method_entry, page
     rng = np.random.default_rng(0)
     gradient = np.linspace(0, 255, 640)[None, :, None] * np.ones((480, 1, 3))
     photo = Image.fromarray(np.clip(gradient + rng.normal(0, 20, (480, 640, 3)), 0, 255).astype(np.uint8))
-    scene = {"name": "x.jpg", "stem": "x", "caption": "", "tokens": ["w"] * 14, "grid": [15, 19],
+    scene = {"name": "x.jpg", "stem": "x", "caption": "", "tokens": ["w"] * tokens, "grid": list(grid),
              "image": jpeg_uri(photo), "region": [0, 0, 1, 1], "layer": 5, "marks": [], "scored": "",
-             "methods": {"attention": method_entry(rng.random((6, 14, 8, 15, 19)), [f"layer {k}" for k in range(6)],
-                                                   per_head=True)}}
-    size = len(page([scene] * 50, "fifty").encode())
-    assert 10e6 < size < 20e6, size
+             "methods": {"attention": method_entry(rng.random((6, tokens, 8, *grid)),
+                                                   [f"layer {k}" for k in range(6)], per_head=True)}}
+    return len(page([scene] * scenes, "fifty").encode())
 
 
-def test_the_report_links_a_copy_of_the_explorer(p2, tmp_path):
-    """Copied into the report's figures folder, so the link survives moving the report."""
+def test_fifty_scenes_fit_the_size_budget():
+    """The numbers docs/explorer.md and hw3io/explorer.py quote: CATR resizes a 640 x 480 image to 299 x 224 and
+    its ResNet (stride 16, last stage dilated) gives a 14 x 19 grid; 50 such scenes with 14 tokens make about 15 MB,
+    under 20 MB; square images (19 x 19) with 15 tokens pass 20 MB."""
+    import torch
+    from catr.backbone import Backbone
+    from catr.preprocess import resized_shape
+    w, h = resized_shape((640, 480))
+    assert (w, h) == (299, 224)
+    with torch.no_grad():  # resnet50: resnet101's strides and dilation, half the layers to build
+        grid = Backbone("resnet50").eval()(torch.zeros(1, 3, h, w), torch.zeros(1, h, w, dtype=torch.bool))[0]
+    assert tuple(grid.shape[-2:]) == (14, 19)
+    assert 14.5e6 < coco_pages((14, 19), 14) < 15.5e6
+    assert 20e6 < coco_pages((19, 19), 15) < 22e6
+
+
+def test_the_report_links_an_explorer_rebuilt_from_the_folder(p2, tmp_path):
+    """The report writes the page from the folder's current outputs into its figures folder (the link survives
+    moving the report; a page left in the folder by an earlier run is not trusted) and links it; a folder whose
+    JSONs lack every layer's maps (hw3_2.sh re-run without $CATR_HTML) gets no explorer, even with an old page."""
+    import shutil
     from report.build import section_p2
-    blocks = section_p2(p2["out"], None, tmp_path / "figures")
-    assert (tmp_path / "figures" / "p2_explorer.html").read_bytes() == (p2["out"] / "index.html").read_bytes()
-    assert any(b[0] == "p" and "figures/p2_explorer.html" in b[1] for b in blocks)
+    from report.render import to_html, to_markdown
+    out = tmp_path / "out"
+    shutil.copytree(p2["out"], out)
+    (out / "index.html").write_text("a stale page")
+    figs = tmp_path / "report" / "figures"
+    blocks = section_p2(out, None, figs)
+    page = figs / "p2_explorer.html"
+    assert scene_names(page) == ["bike", "sheep"] and ("link", page) in [b[:2] for b in blocks]
+    assert "](figures/p2_explorer.html)" in to_markdown(blocks, tmp_path / "report")
+    assert '<a href="figures/p2_explorer.html">' in to_html(blocks, "t", tmp_path / "report")
+    for meta_path in out.glob("*.json"):  # as hw3_2.sh writes them without $CATR_HTML
+        meta = json.loads(meta_path.read_text())
+        meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k not in ("layers_axes", "pointing")}))
+    blocks = section_p2(out, None, figs)
+    assert not page.exists() and not [b for b in blocks if b[0] == "link" or "explorer" in str(b[1])]
+
+
+def test_a_link_block_escapes_its_text():
+    from pathlib import Path
+    from report.render import to_html, to_markdown
+    block = [("link", Path("/r/figures/a b.html"), "x*[y]_<b>&")]
+    assert to_markdown(block, Path("/r")).strip() == r"[x\*\[y\]\_\<b\>&](figures/a%20b.html)"
+    assert '<p><a href="figures/a%20b.html">x*[y]_&lt;b&gt;&amp;</a></p>' in to_html(block, "t", Path("/r"))
+
+
+def hand_folder(folder, stem="x", tokens=("a", "b"), caption="a b", extra=None):
+    """A folder as p2_caption_attn.py --html leaves it, written by hand: a 40 x 30 image, its (T, 3, 4) maps and
+    its JSON (``extra`` merged in)."""
+    from PIL import Image
+    folder.mkdir(parents=True, exist_ok=True)
+    image = folder / f"{stem}.png"
+    Image.new("RGB", (40, 30), (90, 120, 150)).save(image)
+    np.save(folder / f"{stem}.npy", np.random.default_rng(0).random((len(tokens), 3, 4), dtype=np.float32))
+    meta = {"image": str(image), "tokens": list(tokens), "caption": caption, "method": "attention", "layer": -1,
+            **(extra or {})}
+    (folder / f"{stem}.json").write_text(json.dumps(meta))
+    return folder
+
+
+def embedded(text: str) -> str:
+    """The page's JSON, as written."""
+    return re.search(r'<script id="data" type="application/json">(.*?)</script>', text, re.S).group(1)
+
+
+HOSTILE = "<img src=x onerror=window.pwned=1><!--<script>"  # an element, and a way to make <script> swallow the page
+INJECTION_PROBE = """const probe = document.createElement("pre");
+  probe.id = "probe";
+  probe.textContent = JSON.stringify({pwned: !!window.pwned, title: document.title,
+    h1: document.querySelector("h1").textContent, caption: document.getElementById("caption").textContent,
+    name: document.getElementById("scene").options[0].textContent,
+    tags: [...document.querySelectorAll("body *")].map(e => e.tagName.toLowerCase() + (e.id ? "#" + e.id : ""))});
+  document.body.append(probe);"""
+
+
+def test_hostile_names_captions_and_titles_show_as_text(tmp_path):
+    """A title holding the data placeholder, a file name and a caption holding markup: every one shows literally,
+    and the page creates no element of its own making (the JSON escapes <, > and &; the title is escaped and
+    substituted in the same pass as the data)."""
+    from hw3io.explorer import page, write_explorer
+    folder = hand_folder(tmp_path / "out", stem="a<b>&c", tokens=["<b>x</b>", HOSTILE], caption=HOSTILE)
+    title = "__DATA__ <i>t</i> & __TITLE__"
+    written = write_explorer(folder, title)
+    assert not set("<>&\u2028\u2029") & set(embedded(written.read_text()) + embedded(page([], "\u2028\u2029")))
+    hook = 'window.addEventListener("load", () => { ' + INJECTION_PROBE + " });"
+    dom = dump_dom(written, hook)
+    if dom is None:
+        pytest.skip(NO_CHROMIUM)
+    seen = json.loads(html.unescape(re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S).group(1)))
+    assert not seen["pwned"]
+    assert seen["title"] == seen["h1"] == title
+    assert seen["name"] == "a<b>&c.png" and seen["caption"].endswith(f"({HOSTILE})")
+    made = [t for t in seen["tags"] if t.split("#")[0] in ("img", "b", "i", "script")]
+    assert made == ["img#photo", "script#data", "script", "script"], seen["tags"]  # the page's, then the probe's
+
+
+def scene_names(index) -> list[str]:
+    return [s["stem"] for s in json.loads(embedded(index.read_text()))["scenes"]]
+
+
+def test_html_shows_the_images_of_this_run_only(tmp_path):
+    """A results file saved in the output folder and the maps of an earlier run's other image neither stop --html
+    nor show up: the page holds the images the run wrote."""
+    from catr.pipeline import caption_folder
+    from catr_tiny import tiny_model, write_images, write_vocab
+    out = hand_folder(tmp_path / "out", stem="earlier")
+    (out / "scores.json").write_text(json.dumps({"rows": {}, "what": "object words"}))
+    images = write_images(tmp_path / "images")
+    for p in images.iterdir():
+        if p.name != "ski.jpg":
+            p.unlink()
+    caption_folder(images, out, model=tiny_model(**TINY), vocab=write_vocab(tmp_path / "vocab.txt"), html=True)
+    assert scene_names(out / "index.html") == ["ski"]
+
+
+def test_the_explorer_cli_skips_json_that_is_not_its_own(tmp_path):
+    """``python3 -m hw3io.explorer FOLDER`` reads every map description there and says which JSON it skipped."""
+    from helpers import run
+    out = hand_folder(tmp_path / "out", stem="x")
+    (out / "scores.json").write_text(json.dumps({"rows": {}}))
+    (out / "broken.json").write_text("{")
+    proc = run(["python3", "-m", "hw3io.explorer", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    warnings = [l for l in proc.stderr.splitlines() if l.startswith("warning: skipped")]
+    assert len(warnings) == 2 and "broken.json" in warnings[0] and "scores.json" in warnings[1], proc.stderr
+    assert scene_names(out / "index.html") == ["x"]
+
+
+def test_a_truncated_map_file_is_one_error_line(tmp_path):
+    from helpers import assert_one_line_error, run
+    out = hand_folder(tmp_path / "out", stem="x")
+    npy = out / "x.npy"
+    npy.write_bytes(npy.read_bytes()[:-20])
+    assert_one_line_error(run(["python3", "-m", "hw3io.explorer", str(out)]), str(npy))
+
+
+@pytest.mark.parametrize("damage", ["object array", "mark without peak", "box of 3", "tokens as text"])
+def test_damaged_maps_and_marks_name_their_file(tmp_path, damage):
+    from hw3io import UserError
+    from hw3io.explorer import write_explorer
+    mark = {"tokens": [0], "class": "sheep", "boxes": [[0, 0, 10, 10]], "peak": [3.0, 4.0], "strict": True,
+            "tolerance": True}
+    bad = {"mark without peak": {k: v for k, v in mark.items() if k != "peak"},
+           "box of 3": dict(mark, boxes=[[0, 0, 10]]), "tokens as text": dict(mark, tokens="0")}.get(damage)
+    out = hand_folder(tmp_path / "out", stem="x", extra={"pointing": [mark] + ([bad] if bad else [])})
+    if damage == "object array":
+        np.save(out / "x.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(UserError, match=re.escape(str(out / ("x.npy" if damage == "object array" else "x.json")))):
+        write_explorer(out)
+
+
+def test_catr_html_keeps_every_explain_method_working(tmp_path, monkeypatch):
+    """$CATR_HTML=1 with --explain occlusion: the page, without the attention-only --all-layers it turns on for
+    attention."""
+    import torch
+    import p2_caption_attn
+    from catr_tiny import tiny_config, tiny_model, write_images, write_vocab
+    torch.save({"model": tiny_model(**TINY).state_dict(), "catr_config": tiny_config(**TINY).to_dict()},
+               tmp_path / "c.pth")
+    images = write_images(tmp_path / "images")
+    for p in images.iterdir():
+        if p.name != "ski.jpg":
+            p.unlink()
+    monkeypatch.setenv("CATR_HTML", "1")
+    out = tmp_path / "out"
+    assert p2_caption_attn.main(["--images", str(images), "--output-dir", str(out), "--checkpoint",
+                                 str(tmp_path / "c.pth"), "--vocab", str(write_vocab(tmp_path / "vocab.txt")),
+                                 "--explain", "occlusion", "--cells", "2", "--device", "cpu"]) is None
+    assert scene_names(out / "index.html") == ["ski"] and not (out / "ski.layers.npy").exists()
+
+
+def test_the_tolerance_shown_is_the_one_recorded(tmp_path):
+    """The page names the tolerance catr.pointing recorded with the marks, not a number of its own."""
+    from hw3io.explorer import write_explorer
+    mark = {"tokens": [0], "class": "sheep", "boxes": [[0, 0, 10, 10]], "peak": [30.0, 20.0], "strict": False,
+            "tolerance": True, "tolerance_px": 25}
+    out = hand_folder(tmp_path / "out", extra={"pointing": [mark], "scored": "attention"})
+    seen = browse(write_explorer(out), "snap();")
+    assert seen["px"] == "25" and "within 25 px: 1 of 1 words (pooled" in seen["text"]
+    assert seen["status"].endswith("MISS the object (within 25 px)")

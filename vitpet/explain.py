@@ -158,7 +158,7 @@ def visualize_attention(images, output_dir, checkpoint=None, model_name=None, la
         written.append(out)
     if html:
         from hw3io.explorer import write_explorer
-        written.append(write_explorer(output_dir))
+        written.append(write_explorer(output_dir, stems=[png.stem for png in written]))
     return written
 
 
