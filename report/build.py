@@ -13,18 +13,15 @@ from . import evidence, figures, render
 SPEC_IMAGES = ("26_5064.jpg", "29_4718.jpg", "31_4838.jpg")
 
 
-def read_class_names(path, num_classes: int, run_dir=None) -> list[str]:
+def class_labels(path, num_classes: int, run_dir=None) -> list[str]:
     """``--class-names`` when given, else the run folder's ``classes.txt`` (training copies the data folder's), else
     the label numbers; each name is prefixed with its number, as the file names carry it."""
-    from vitpet.data import CLASS_FILE
+    from vitpet.data import CLASS_FILE, read_class_names
     if path is None and run_dir is not None and (Path(run_dir) / CLASS_FILE).is_file():
         path = Path(run_dir) / CLASS_FILE
     if path is None:
         return [str(i) for i in range(num_classes)]
-    names = [l.strip() for l in Path(path).read_text().splitlines() if l.strip()]
-    if len(names) != num_classes:
-        raise UserError(f"{path} has {len(names)} class names, the model {num_classes} classes")
-    return [f"{i} {n}" for i, n in enumerate(names)]
+    return [f"{i} {n}" for i, n in enumerate(read_class_names(path, num_classes))]
 
 
 def read_captions(path) -> dict[str, list[str]]:
@@ -346,7 +343,7 @@ def build_report(p1_run, output, *, val_dir, compare=(), attn_images=None, p2_di
     figs = output / "figures"
     t0 = time.time()
     acc_blocks, model, config, targets, preds, acc = section_accuracy(runs[0], val_dir, device, figs)
-    names = read_class_names(class_names, config["num_classes"], runs[0]["dir"])
+    names = class_labels(class_names, config["num_classes"], runs[0]["dir"])
     name, sid = student
     blocks = [("h", 1, f"DLCV HW3 report: {name} ({sid})"),
               ("p", "Every figure, table and measured sentence below is computed from the runs and folders named in "

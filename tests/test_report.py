@@ -179,14 +179,14 @@ def test_a_rising_profile_is_never_described_as_falling():
 
 
 def test_training_writes_class_names_the_report_reads(trained, tmp_path):
-    from report.build import read_class_names
+    from report.build import class_labels
     from synth.pets import CLASS_NAMES
     _, run_dir, _ = trained
     assert (run_dir / "classes.txt").read_text().splitlines() == CLASS_NAMES  # copied from the data folder
-    assert read_class_names(None, 37, run_dir)[:2] == ["0 red disc", "1 red square"]
+    assert class_labels(None, 37, run_dir)[:2] == ["0 red disc", "1 red square"]
     (tmp_path / "mine.txt").write_text("\n".join(f"pet{i}" for i in range(37)) + "\n")
-    assert read_class_names(tmp_path / "mine.txt", 37, run_dir)[36] == "36 pet36"  # the flag wins
-    assert read_class_names(None, 37, tmp_path)[5] == "5"  # no file anywhere: numbers
+    assert class_labels(tmp_path / "mine.txt", 37, run_dir)[36] == "36 pet36"  # the flag wins
+    assert class_labels(None, 37, tmp_path)[5] == "5"  # no file anywhere: numbers
 
 
 def _sections(blocks, level=3):
@@ -343,3 +343,17 @@ def test_make_compare_trains_two_runs_differing_in_one_setting():
     strip = [re.sub(r"--opt \w+ --output-dir demo_out/compare/\w+", "", l) for l in trains]
     assert strip[0] == strip[1] and "--opt adamw" in trains[0] and "--opt sgd" in trains[1]
     assert any("hw3_report.py" in l and "--compare demo_out/compare/adamw demo_out/compare/sgd" in l for l in lines)
+
+
+def test_the_report_reads_class_names_as_training_does(tmp_path):
+    """One reader of classes.txt (vitpet.data.read_class_names): the same errors, one line each, in both places."""
+    from hw3io import UserError
+    from report.build import class_labels
+    from vitpet.data import find_class_names
+    (tmp_path / "classes.txt").write_text("cat\n\ndog\n")
+    assert class_labels(tmp_path / "classes.txt", 2) == ["0 cat", "1 dog"]
+    for read in (lambda: class_labels(tmp_path / "classes.txt", 3), lambda: find_class_names(tmp_path / "train", 3)):
+        with pytest.raises(UserError, match=r"classes.txt has 2 class names for 3 classes$"):
+            read()
+    with pytest.raises(UserError, match="cannot read class names .*nothing.txt"):
+        class_labels(tmp_path / "nothing.txt", 2)  # was a FileNotFoundError traceback
