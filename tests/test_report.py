@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import ROOT, run
+from helpers import ROOT, assert_one_line_error, run
 from report import evidence, render
 from report.build import build_report
 
@@ -357,3 +357,49 @@ def test_the_report_reads_class_names_as_training_does(tmp_path):
             read()
     with pytest.raises(UserError, match="cannot read class names .*nothing.txt"):
         class_labels(tmp_path / "nothing.txt", 2)  # was a FileNotFoundError traceback
+
+
+def _pngs(folder, n):
+    folder.mkdir(parents=True)
+    for i in range(n):
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(folder / f"img_{i:02d}.png")
+    return folder
+
+
+@pytest.mark.parametrize("flags, said", [({"p2_limit": 0}, "--p2-limit must be 1 or more, not 0"),
+                                         ({"p2_limit": -1}, "--p2-limit must be 1 or more, not -1"),
+                                         ({"p2_image": "cat"}, "--p2-image cat is not among the captioned images")])
+def test_problem_2_flags_are_checked_before_problem_1(monkeypatch, tmp_path, flags, said):
+    from hw3io import UserError
+    from report import build
+    monkeypatch.setattr(build.evidence, "load_run", lambda d: pytest.fail("Problem 1 began before the P2 flags"))
+    with pytest.raises(UserError, match=re.escape(said)):
+        build.build_report(tmp_path / "run", tmp_path / "out", val_dir=tmp_path, p2_dir=_pngs(tmp_path / "p2", 2),
+                           **flags)
+
+
+def test_a_bad_p2_limit_is_one_error_line(tmp_path):
+    proc = run(["python3", "hw3_report.py", "--p1-run", str(tmp_path / "run"), "--val-dir", str(tmp_path),
+                "--p2-dir", str(_pngs(tmp_path / "p2", 1)), "--p2-limit", "0", "--output", str(tmp_path / "out")])
+    assert_one_line_error(proc, "--p2-limit must be 1 or more, not 0")
+
+
+def test_a_big_p2_folder_shows_ten_images_and_says_so(tmp_path):
+    from hw3_report import get_args_parser
+    from report.build import P2_LIMIT, section_p2
+    assert get_args_parser().get_default("p2_limit") == P2_LIMIT == 10
+    blocks = section_p2(_pngs(tmp_path / "p2", 12), {}, tmp_path / "figs")
+    question_1 = _sections(blocks)["Question 1: cross-attention for each generated token"]
+    assert sum(b[0] == "img" for b in question_1) == 10
+    assert ("p", f"Shown: the first 10 of the 12 captioned images in {tmp_path / 'p2'}; --p2-limit N shows N of "
+                 "them.") in question_1
+
+
+def test_a_malformed_caption_json_is_one_error_line(tmp_path):
+    from hw3io import UserError
+    from report.build import section_p2_one
+    p2 = _pngs(tmp_path / "p2", 1)
+    np.save(p2 / "img_00.npy", np.ones((2, 3, 3)) / 9)
+    (p2 / "img_00.json").write_text('{"caption": "a dog"')  # cut short
+    with pytest.raises(UserError, match=r"caption metadata .*img_00.json is not JSON"):
+        section_p2_one(sorted(p2.glob("*.png")), None, tmp_path / "figs")
