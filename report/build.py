@@ -92,11 +92,14 @@ def section_accuracy(run, val_dir, device, figs):
     return blocks, model, config, targets, preds, acc
 
 
-def setting_differences(rows: list[dict]) -> list[str]:
-    """The settings in which the runs differ, each as 'name: value (run), value (run)'."""
+def setting_differences(rows: list[dict], runs: list[dict]) -> list[str]:
+    """The settings in which the runs differ, each as 'name: value (run), value (run)': the table's columns, then
+    every other recorded training setting by its config key."""
     keys = [k for k in ("model", "pretrained", "img size", "optimizer", "lr", "batch", "epochs", "augmentation")
             if len({str(r[k]) for r in rows}) > 1]
-    return [f"{k}: " + ", ".join(f"{r[k]} ({r['run']})" for r in rows) for k in keys]
+    return ([f"{k}: " + ", ".join(f"{r[k]} ({r['run']})" for r in rows) for k in keys]
+            + [f"{k}: " + ", ".join(f"{v} ({r['run']})" for v, r in zip(values, rows))
+               for k, values in evidence.other_differences(runs)])
 
 
 def section_settings(runs, targets, preds, class_names, figs):
@@ -125,10 +128,14 @@ def section_settings(runs, targets, preds, class_names, figs):
                (f"the most confused pair is {class_names[confused[0][0]]} taken for {class_names[confused[0][1]]} "
                 f"({confused[0][2]} images)") if confused else "no val image is misclassified",
                "lowest per-class accuracy: " + ", ".join(f"{class_names[c]} ({acc[c]:.2f})" for c in lowest)]
+    others = evidence.other_differences(runs)
+    if others:  # beside the table, so every value the prompt quotes is printed
+        blocks[2:2] = [("h", 4, "Other recorded settings that differ"),
+                       ("table", ["setting", *(r["run"] for r in rows)], [[k, *v] for k, v in others])]
     if len(rows) > 1:
-        diff = setting_differences(rows)
+        diff = setting_differences(rows, runs)
         prompts += [("the runs differ in " + "; ".join(diff)) if diff else
-                    "the runs' recorded settings are the same (seed or data may differ)",
+                    "the runs' recorded settings are all the same (the data folders may differ)",
                     "best val accuracy: " + ", ".join(f"{r['best val acc']} ({r['run']}, epoch "
                                                       f"{r['epoch of best (from 1)']})" for r in rows)]
     else:

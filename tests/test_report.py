@@ -295,15 +295,16 @@ def test_every_map_has_a_colour_bar(monkeypatch, tmp_path):
     assert len(maps) == 2 * 2 + 3 and all(im.colorbar is not None for im in maps)
 
 
-def _fake_run(folder, opt, accs):
-    """A p1_train.py output folder without training: a random tiny ViT saved as best, a log, run.json."""
+def _fake_run(folder, opt, accs, **train):
+    """A p1_train.py output folder without training: a random tiny ViT saved as best, a log, run.json; ``train``
+    adds to the recorded train_config."""
     import pandas as pd
     import torch
     from vitpet.model import build_model, resolve_model_data_config, save_checkpoint
     folder.mkdir(parents=True)
     torch.manual_seed(0)
     model = build_model("vit_demo_patch8", num_classes=3, pretrained=False)
-    train_config = {"opt": opt, "lr": 2e-3, "epochs": len(accs), "batch_size": 32, "pretrained": False}
+    train_config = {"opt": opt, "lr": 2e-3, "epochs": len(accs), "batch_size": 32, "pretrained": False, **train}
     config = {"model": "vit_demo_patch8", "num_classes": 3, "img_size": 64,
               "data_config": resolve_model_data_config(model), "val_acc": max(accs), "epoch": int(np.argmax(accs)),
               "train_config": train_config}
@@ -403,3 +404,21 @@ def test_a_malformed_caption_json_is_one_error_line(tmp_path):
     (p2 / "img_00.json").write_text('{"caption": "a dog"')  # cut short
     with pytest.raises(UserError, match=r"caption metadata .*img_00.json is not JSON"):
         section_p2_one(sorted(p2.glob("*.png")), None, tmp_path / "figs")
+
+
+def test_runs_differing_only_in_weight_decay_are_not_called_the_same(monkeypatch, tmp_path):
+    """Every recorded training setting is compared, not only the table's columns; paths and worker counts are not."""
+    from report.build import section_settings
+    _captured(monkeypatch)
+    runs = [evidence.load_run(_fake_run(tmp_path / name, "adamw", [0.2, 0.5], weight_decay=wd, momentum=0.9,
+                                        output_dir=str(tmp_path / name), workers=workers))
+            for name, wd, workers in (("wd05", 0.05, 0), ("wd0", 0.0, 4))]
+    blocks = section_settings(runs, np.array([0, 1, 2]), np.array([0, 1, 1]), ["0 a", "1 b", "2 c"], tmp_path)
+    prompts = next(b[1] for b in blocks if b[0] == "discuss")
+    assert "the runs differ in weight_decay: 0.05 (wd05), 0 (wd0)" in prompts
+    assert not any("same" in p or "output_dir" in p or "workers" in p for p in prompts), prompts
+    assert ("table", ["setting", "wd05", "wd0"], [["weight_decay", "0.05", "0"]]) in blocks  # the quoted values
+    same = [evidence.load_run(_fake_run(tmp_path / f"s{i}", "sgd", [0.1], weight_decay=0.0)) for i in range(2)]
+    prompts = next(b[1] for b in section_settings(same, np.array([0]), np.array([0]), ["0 a"], tmp_path)
+                   if b[0] == "discuss")
+    assert "the runs' recorded settings are all the same (the data folders may differ)" in prompts
