@@ -206,7 +206,9 @@ NUMBER = re.compile(r"(?<![\w.-])-?\d+(?:\.\d+)?(?!\w)(?!\.\d)")
 
 
 def test_report_follows_the_homeworks_questions(built):
-    result, _, _ = built
+    from synth.pets import CLASS_NAMES
+    from vitpet.data import parse_label
+    result, data, _ = built
     heads = [(b[1], b[2]) for b in result["blocks"] if b[0] == "h" and b[1] <= 3]
     assert heads == [(1, "DLCV HW3 report: <your name> (<student ID>)"),
                      (2, "Problem 1: image classification with a Vision Transformer"),
@@ -223,7 +225,13 @@ def test_report_follows_the_homeworks_questions(built):
     prompts = {k: " / ".join(next(b[1] for b in body if b[0] == "discuss")) for k, body in sections.items()}
     assert "val accuracy" in prompts["Question 1: accuracy on the validation set"]
     assert "same row: similarity" in prompts["Question 2: position embeddings"]
-    assert "true 0 red disc" in md or "true " in prompts["Question 3: attention map of the CLS token in the last layer"]
+    attention = next(b[1] for b in sections["Question 3: attention map of the CLS token in the last layer"]
+                     if b[0] == "discuss")
+    attn = sorted((data / "val").glob("*.jpg"))[:3]  # the fixture's --attn-images
+    assert len(attention) == 3
+    for path, prompt in zip(attn, attention):  # the true class by number and name, from the run's classes.txt
+        label = parse_label(path)
+        assert prompt.startswith(f"{path.name}: true {label} {CLASS_NAMES[label]}, predicted "), prompt
 
 
 def test_every_number_in_the_prose_is_in_a_table(built):
