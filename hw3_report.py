@@ -26,8 +26,9 @@ def get_args_parser():
     g.add_argument("--p2-image", default=None,
                    help="the image question 2 discusses token by token: a file name or stem in --p2-dir "
                         "(default: the first)")
-    g.add_argument("--p2-limit", type=int, default=None,
-                   help="show only the first N captioned images in question 1 (default: all; the homework has five)")
+    g.add_argument("--p2-limit", type=int, default=10, metavar="N",
+                   help="show the first N captioned images in question 1, one figure each (default: 10; the homework "
+                        "has five; the report says how many of how many it shows)")
     g.add_argument("--p2-captions", default=None,
                    help="ground truth: lines '<file name> <caption>' (e.g. five per image), or a COCO captions .json "
                         "(optional); shown beside each caption and scored (BLEU, ROUGE-L, CIDEr-D; METEOR with Java)")

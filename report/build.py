@@ -1,5 +1,4 @@
 """``build_report``: gather every figure and number the homework report asks for, in the homework's order."""
-import json
 import shutil
 import time
 from pathlib import Path
@@ -7,24 +6,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hw3io import UserError, list_images, load_rgb, upsample
+from hw3io import UserError, list_images, load_rgb, read_json, upsample
 from . import evidence, figures, render
 
 SPEC_IMAGES = ("26_5064.jpg", "29_4718.jpg", "31_4838.jpg")
+P2_LIMIT = 10  # Problem 2 question 1 draws a figure per image: a whole COCO folder would be thousands of them
 
 
-def read_class_names(path, num_classes: int, run_dir=None) -> list[str]:
+def class_labels(path, num_classes: int, run_dir=None) -> list[str]:
     """``--class-names`` when given, else the run folder's ``classes.txt`` (training copies the data folder's), else
     the label numbers; each name is prefixed with its number, as the file names carry it."""
-    from vitpet.data import CLASS_FILE
+    from vitpet.data import CLASS_FILE, read_class_names
     if path is None and run_dir is not None and (Path(run_dir) / CLASS_FILE).is_file():
         path = Path(run_dir) / CLASS_FILE
     if path is None:
         return [str(i) for i in range(num_classes)]
-    names = [l.strip() for l in Path(path).read_text().splitlines() if l.strip()]
-    if len(names) != num_classes:
-        raise UserError(f"{path} has {len(names)} class names, the model {num_classes} classes")
-    return [f"{i} {n}" for i, n in enumerate(names)]
+    return [f"{i} {n}" for i, n in enumerate(read_class_names(path, num_classes))]
 
 
 def read_captions(path) -> dict[str, list[str]]:
@@ -42,7 +39,7 @@ def caption_scores(p2_dir, refs) -> list:
     results = {}
     for meta in sorted(Path(p2_dir).glob("*.json")):
         if meta.stem in refs:
-            results[meta.stem] = json.loads(meta.read_text()).get("caption", "")
+            results[meta.stem] = read_json(meta, "caption metadata").get("caption", "")
     if not results:
         return []
     java = java_available()
@@ -95,11 +92,14 @@ def section_accuracy(run, val_dir, device, figs):
     return blocks, model, config, targets, preds, acc
 
 
-def setting_differences(rows: list[dict]) -> list[str]:
-    """The settings in which the runs differ, each as 'name: value (run), value (run)'."""
+def setting_differences(rows: list[dict], runs: list[dict]) -> list[str]:
+    """The settings in which the runs differ, each as 'name: value (run), value (run)': the table's columns, then
+    every other recorded training setting by its config key."""
     keys = [k for k in ("model", "pretrained", "img size", "optimizer", "lr", "batch", "epochs", "augmentation")
             if len({str(r[k]) for r in rows}) > 1]
-    return [f"{k}: " + ", ".join(f"{r[k]} ({r['run']})" for r in rows) for k in keys]
+    return ([f"{k}: " + ", ".join(f"{r[k]} ({r['run']})" for r in rows) for k in keys]
+            + [f"{k}: " + ", ".join(f"{v} ({r['run']})" for v, r in zip(values, rows))
+               for k, values in evidence.other_differences(runs)])
 
 
 def section_settings(runs, targets, preds, class_names, figs):
@@ -128,10 +128,14 @@ def section_settings(runs, targets, preds, class_names, figs):
                (f"the most confused pair is {class_names[confused[0][0]]} taken for {class_names[confused[0][1]]} "
                 f"({confused[0][2]} images)") if confused else "no val image is misclassified",
                "lowest per-class accuracy: " + ", ".join(f"{class_names[c]} ({acc[c]:.2f})" for c in lowest)]
+    others = evidence.other_differences(runs)
+    if others:  # beside the table, so every value the prompt quotes is printed
+        blocks[2:2] = [("h", 4, "Other recorded settings that differ"),
+                       ("table", ["setting", *(r["run"] for r in rows)], [[k, *v] for k, v in others])]
     if len(rows) > 1:
-        diff = setting_differences(rows)
+        diff = setting_differences(rows, runs)
         prompts += [("the runs differ in " + "; ".join(diff)) if diff else
-                    "the runs' recorded settings are the same (seed or data may differ)",
+                    "the runs' recorded settings are all the same (the data folders may differ)",
                     "best val accuracy: " + ", ".join(f"{r['best val acc']} ({r['run']}, epoch "
                                                       f"{r['epoch of best (from 1)']})" for r in rows)]
     else:
@@ -217,8 +221,11 @@ def _read_caption(png):
     meta_path, npy = png.with_suffix(".json"), png.with_suffix(".npy")
     if not (meta_path.is_file() and npy.is_file()):
         return None, None
-    maps = np.load(npy)
-    return json.loads(meta_path.read_text()), (maps.mean(1) if maps.ndim == 4 else maps)
+    try:
+        maps = np.load(npy)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read the attention maps {npy}: {e}") from None
+    return read_json(meta_path, "caption metadata"), (maps.mean(1) if maps.ndim == 4 else maps)
 
 
 def p2_explorer(pngs, path: Path) -> Path | None:
@@ -241,18 +248,38 @@ def p2_explorer(pngs, path: Path) -> Path | None:
     return write_explorer(pngs[0].parent, stems=[png.stem for png in pngs], path=path)
 
 
-def section_p2(p2_dir, refs, figs, chosen=None, limit=None, trust=False):
-    """Problem 2: question 1, every captioned image's per-token cross-attention; question 2, one image (``chosen``,
-    a file name or stem; default the first) token by token."""
+def p2_images(p2_dir, limit=P2_LIMIT) -> list[Path]:
+    """The captioned PNGs of a hw3_2.sh folder; a wrong folder or ``--p2-limit`` is one error line."""
+    if limit is not None and limit < 1:
+        raise UserError(f"--p2-limit must be 1 or more, not {limit}")
     pngs = sorted(Path(p2_dir).glob("*.png"))
     if not pngs:
         raise UserError(f"no caption PNGs in {p2_dir}: run hw3_2.sh first")
+    return pngs
+
+
+def pick_p2_image(pngs, chosen=None) -> Path:
+    """The PNG question 2 discusses: ``chosen`` (a file name or stem), default the first."""
+    if chosen is None:
+        return pngs[0]
+    match = [p for p in pngs if chosen in (p.name, p.stem) or Path(chosen).stem == p.stem]
+    if not match:
+        raise UserError(f"--p2-image {chosen} is not among the captioned images: "
+                        f"{', '.join(p.stem for p in pngs[:10])}{' ...' if len(pngs) > 10 else ''}")
+    return match[0]
+
+
+def section_p2(p2_dir, refs, figs, chosen=None, limit=P2_LIMIT, trust=False):
+    """Problem 2: question 1, the per-token cross-attention of the first ``limit`` captioned images (None: all);
+    question 2, one image (``chosen``, a file name or stem; default the first) token by token."""
+    pngs = p2_images(p2_dir, limit)
     figs.mkdir(parents=True, exist_ok=True)
     blocks = [("h", 2, "Problem 2: visualization in image captioning"),
               ("h", 3, "Question 1: cross-attention for each generated token")]
     shown = pngs if limit is None else pngs[:limit]
     if len(shown) < len(pngs):
-        blocks.append(("p", f"The first {len(shown)} of the {len(pngs)} captioned images in {p2_dir} (--p2-limit)."))
+        blocks.append(("p", f"Shown: the first {len(shown)} of the {len(pngs)} captioned images in {p2_dir}; "
+                            "--p2-limit N shows N of them."))
     prompts = []
     for png in shown:
         caption = png.with_suffix(".txt").read_text().strip() if png.with_suffix(".txt").is_file() else "?"
@@ -280,14 +307,7 @@ def section_p2(p2_dir, refs, figs, chosen=None, limit=None, trust=False):
 
 def section_p2_one(pngs, chosen, figs, trust=False):
     """Problem 2, question 2: one caption token by token, with where each token's map peaks and how flat it is."""
-    if chosen is None:
-        png = pngs[0]
-    else:
-        match = [p for p in pngs if chosen in (p.name, p.stem) or Path(chosen).stem == p.stem]
-        if not match:
-            raise UserError(f"--p2-image {chosen} is not among the captioned images: "
-                            f"{', '.join(p.stem for p in pngs[:10])}{' ...' if len(pngs) > 10 else ''}")
-        png = match[0]
+    png = pick_p2_image(pngs, chosen)
     meta, maps = _read_caption(png)
     blocks = [("h", 3, f"Question 2: one image, token by token ({png.stem})")]
     if meta is None:
@@ -317,7 +337,6 @@ def section_trust(pointing: dict) -> list:
     """The pointing game and the faithfulness checks of every map, per problem, from the pointing tools' --json,
     with only the statements the numbers support (``explanations.pointing.findings``)."""
     from explanations.pointing import FAITHFULNESS, findings
-    from hw3io import read_json
     given = {problem: path for problem, path in pointing.items() if path}
     if not given:
         return []
@@ -347,9 +366,13 @@ def section_trust(pointing: dict) -> list:
 
 def build_report(p1_run, output, *, val_dir, compare=(), attn_images=None, p2_dir=None, p2_captions=None,
                  class_names=None, device="cpu", pdf=True, pointing=None, student=("<your name>", "<student ID>"),
-                 p2_image=None, p2_limit=None) -> dict:
+                 p2_image=None, p2_limit=P2_LIMIT) -> dict:
     """Write report.md, report.html, figures/*.png and (with Chromium) report.pdf into ``output``."""
     output = Path(output)
+    if p2_dir is not None:  # a wrong --p2-image or --p2-limit is said before Problem 1's long part, not after it
+        pick_p2_image(p2_images(p2_dir, p2_limit), p2_image)
+    elif p2_image is not None:
+        raise UserError("--p2-image needs --p2-dir")
     runs = [evidence.load_run(p1_run)] + [evidence.load_run(d) for d in compare]
     val_dir = Path(val_dir)
     list_images(val_dir)  # one clear error for a missing or empty folder, before any work
@@ -358,7 +381,6 @@ def build_report(p1_run, output, *, val_dir, compare=(), attn_images=None, p2_di
     missing = [str(p) for p in attn_images if not Path(p).is_file()]
     if missing:
         raise UserError(f"attention image(s) not found: {', '.join(missing)} (pass --attn-images)")
-    from hw3io import read_json
     for problem, path in (pointing or {}).items():  # a bad results file is said before the long part
         if path:
             read_json(path, f"{problem} pointing results")
@@ -366,7 +388,7 @@ def build_report(p1_run, output, *, val_dir, compare=(), attn_images=None, p2_di
     figs = output / "figures"
     t0 = time.time()
     acc_blocks, model, config, targets, preds, acc = section_accuracy(runs[0], val_dir, device, figs)
-    names = read_class_names(class_names, config["num_classes"], runs[0]["dir"])
+    names = class_labels(class_names, config["num_classes"], runs[0]["dir"])
     name, sid = student
     blocks = [("h", 1, f"DLCV HW3 report: {name} ({sid})"),
               ("p", "Every figure, table and measured sentence below is computed from the runs and folders named in "

@@ -51,6 +51,27 @@ def run_row(run: dict) -> dict:
             "wall time": _fmt_seconds(run["info"].get("train_seconds"))}
 
 
+# Recorded train_config keys that say where a run read and wrote, or how fast, not what it trained: never compared.
+NOT_SETTINGS = ("data_dir", "train_dir", "val_dir", "output_dir", "resume", "workers", "save_every")
+# The keys run_row's columns already show (model and img size come from the checkpoint itself).
+IN_TABLE = ("model", "img_size", "pretrained", "pretrained_file", "opt", "lr", "batch_size", "accum_steps", "epochs",
+            "color_jitter", "label_smoothing")
+
+
+def setting_value(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else "none" if v is None else str(v)
+
+
+def other_differences(runs: list[dict]) -> list[tuple[str, list[str]]]:
+    """(key, value per run) for every recorded training setting outside the table's columns (weight decay,
+    momentum, drop-path, layer decay, warmup, clipping, seed, ...) in which the runs differ; "n/a" where a run did
+    not record the key."""
+    configs = [r["config"].get("train_config") or {} for r in runs]
+    keys = sorted({k for c in configs for k in c} - set(NOT_SETTINGS) - set(IN_TABLE))
+    values = [(k, [setting_value(c[k]) if k in c else "n/a" for c in configs]) for k in keys]
+    return [(k, v) for k, v in values if len(set(v)) > 1]
+
+
 def per_class_accuracy(targets, preds, num_classes: int) -> np.ndarray:
     targets, preds = np.asarray(targets), np.asarray(preds)
     acc = np.full(num_classes, np.nan)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from hw3io import atomic_write_text
+
 from .shapes import COLOUR_NAMES, COLOURS, SHAPES, draw_shape
 
 CLASSES = [(s, c) for c in COLOURS for s in SHAPES][:37]
@@ -80,7 +82,7 @@ def make_split(directory, per_class: int, seed: int, num_classes: int = 37, size
             img.save(path, quality=92)
             paths.append(path)
             boxes[path.name] = [x0, y0, x1 - x0, y1 - y0]
-    (directory / "boxes.json").write_text(json.dumps(boxes, indent=0) + "\n")
+    atomic_write_text(directory / "boxes.json", json.dumps(boxes, indent=0) + "\n")
     return paths
 
 
@@ -90,7 +92,7 @@ def make_dataset(root, train_per_class: int = 24, val_per_class: int = 8, num_cl
     root = Path(root)
     make_split(root / "train", train_per_class, seed=seed + 1, num_classes=num_classes)
     make_split(root / "val", val_per_class, seed=seed + 2, num_classes=num_classes)
-    (root / "classes.txt").write_text("\n".join(CLASS_NAMES[:num_classes]) + "\n")
+    atomic_write_text(root / "classes.txt", "\n".join(CLASS_NAMES[:num_classes]) + "\n")
     return root
 
 

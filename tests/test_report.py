@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import ROOT, run
+from helpers import ROOT, assert_one_line_error, run
 from report import evidence, render
 from report.build import build_report
 
@@ -179,14 +179,14 @@ def test_a_rising_profile_is_never_described_as_falling():
 
 
 def test_training_writes_class_names_the_report_reads(trained, tmp_path):
-    from report.build import read_class_names
+    from report.build import class_labels
     from synth.pets import CLASS_NAMES
     _, run_dir, _ = trained
     assert (run_dir / "classes.txt").read_text().splitlines() == CLASS_NAMES  # copied from the data folder
-    assert read_class_names(None, 37, run_dir)[:2] == ["0 red disc", "1 red square"]
+    assert class_labels(None, 37, run_dir)[:2] == ["0 red disc", "1 red square"]
     (tmp_path / "mine.txt").write_text("\n".join(f"pet{i}" for i in range(37)) + "\n")
-    assert read_class_names(tmp_path / "mine.txt", 37, run_dir)[36] == "36 pet36"  # the flag wins
-    assert read_class_names(None, 37, tmp_path)[5] == "5"  # no file anywhere: numbers
+    assert class_labels(tmp_path / "mine.txt", 37, run_dir)[36] == "36 pet36"  # the flag wins
+    assert class_labels(None, 37, tmp_path)[5] == "5"  # no file anywhere: numbers
 
 
 def _sections(blocks, level=3):
@@ -206,7 +206,9 @@ NUMBER = re.compile(r"(?<![\w.-])-?\d+(?:\.\d+)?(?!\w)(?!\.\d)")
 
 
 def test_report_follows_the_homeworks_questions(built):
-    result, _, _ = built
+    from synth.pets import CLASS_NAMES
+    from vitpet.data import parse_label
+    result, data, _ = built
     heads = [(b[1], b[2]) for b in result["blocks"] if b[0] == "h" and b[1] <= 3]
     assert heads == [(1, "DLCV HW3 report: <your name> (<student ID>)"),
                      (2, "Problem 1: image classification with a Vision Transformer"),
@@ -223,7 +225,13 @@ def test_report_follows_the_homeworks_questions(built):
     prompts = {k: " / ".join(next(b[1] for b in body if b[0] == "discuss")) for k, body in sections.items()}
     assert "val accuracy" in prompts["Question 1: accuracy on the validation set"]
     assert "same row: similarity" in prompts["Question 2: position embeddings"]
-    assert "true 0 red disc" in md or "true " in prompts["Question 3: attention map of the CLS token in the last layer"]
+    attention = next(b[1] for b in sections["Question 3: attention map of the CLS token in the last layer"]
+                     if b[0] == "discuss")
+    attn = sorted((data / "val").glob("*.jpg"))[:3]  # the fixture's --attn-images
+    assert len(attention) == 3
+    for path, prompt in zip(attn, attention):  # the true class by number and name, from the run's classes.txt
+        label = parse_label(path)
+        assert prompt.startswith(f"{path.name}: true {label} {CLASS_NAMES[label]}, predicted "), prompt
 
 
 def test_every_number_in_the_prose_is_in_a_table(built):
@@ -295,15 +303,16 @@ def test_every_map_has_a_colour_bar(monkeypatch, tmp_path):
     assert len(maps) == 2 * 2 + 3 and all(im.colorbar is not None for im in maps)
 
 
-def _fake_run(folder, opt, accs):
-    """A p1_train.py output folder without training: a random tiny ViT saved as best, a log, run.json."""
+def _fake_run(folder, opt, accs, **train):
+    """A p1_train.py output folder without training: a random tiny ViT saved as best, a log, run.json; ``train``
+    adds to the recorded train_config."""
     import pandas as pd
     import torch
     from vitpet.model import build_model, resolve_model_data_config, save_checkpoint
     folder.mkdir(parents=True)
     torch.manual_seed(0)
     model = build_model("vit_demo_patch8", num_classes=3, pretrained=False)
-    train_config = {"opt": opt, "lr": 2e-3, "epochs": len(accs), "batch_size": 32, "pretrained": False}
+    train_config = {"opt": opt, "lr": 2e-3, "epochs": len(accs), "batch_size": 32, "pretrained": False, **train}
     config = {"model": "vit_demo_patch8", "num_classes": 3, "img_size": 64,
               "data_config": resolve_model_data_config(model), "val_acc": max(accs), "epoch": int(np.argmax(accs)),
               "train_config": train_config}
@@ -343,3 +352,81 @@ def test_make_compare_trains_two_runs_differing_in_one_setting():
     strip = [re.sub(r"--opt \w+ --output-dir demo_out/compare/\w+", "", l) for l in trains]
     assert strip[0] == strip[1] and "--opt adamw" in trains[0] and "--opt sgd" in trains[1]
     assert any("hw3_report.py" in l and "--compare demo_out/compare/adamw demo_out/compare/sgd" in l for l in lines)
+
+
+def test_the_report_reads_class_names_as_training_does(tmp_path):
+    """One reader of classes.txt (vitpet.data.read_class_names): the same errors, one line each, in both places."""
+    from hw3io import UserError
+    from report.build import class_labels
+    from vitpet.data import find_class_names
+    (tmp_path / "classes.txt").write_text("cat\n\ndog\n")
+    assert class_labels(tmp_path / "classes.txt", 2) == ["0 cat", "1 dog"]
+    for read in (lambda: class_labels(tmp_path / "classes.txt", 3), lambda: find_class_names(tmp_path / "train", 3)):
+        with pytest.raises(UserError, match=r"classes.txt has 2 class names for 3 classes$"):
+            read()
+    with pytest.raises(UserError, match="cannot read class names .*nothing.txt"):
+        class_labels(tmp_path / "nothing.txt", 2)  # was a FileNotFoundError traceback
+
+
+def _pngs(folder, n):
+    folder.mkdir(parents=True)
+    for i in range(n):
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(folder / f"img_{i:02d}.png")
+    return folder
+
+
+@pytest.mark.parametrize("flags, said", [({"p2_limit": 0}, "--p2-limit must be 1 or more, not 0"),
+                                         ({"p2_limit": -1}, "--p2-limit must be 1 or more, not -1"),
+                                         ({"p2_image": "cat"}, "--p2-image cat is not among the captioned images")])
+def test_problem_2_flags_are_checked_before_problem_1(monkeypatch, tmp_path, flags, said):
+    from hw3io import UserError
+    from report import build
+    monkeypatch.setattr(build.evidence, "load_run", lambda d: pytest.fail("Problem 1 began before the P2 flags"))
+    with pytest.raises(UserError, match=re.escape(said)):
+        build.build_report(tmp_path / "run", tmp_path / "out", val_dir=tmp_path, p2_dir=_pngs(tmp_path / "p2", 2),
+                           **flags)
+
+
+def test_a_bad_p2_limit_is_one_error_line(tmp_path):
+    proc = run(["python3", "hw3_report.py", "--p1-run", str(tmp_path / "run"), "--val-dir", str(tmp_path),
+                "--p2-dir", str(_pngs(tmp_path / "p2", 1)), "--p2-limit", "0", "--output", str(tmp_path / "out")])
+    assert_one_line_error(proc, "--p2-limit must be 1 or more, not 0")
+
+
+def test_a_big_p2_folder_shows_ten_images_and_says_so(tmp_path):
+    from hw3_report import get_args_parser
+    from report.build import P2_LIMIT, section_p2
+    assert get_args_parser().get_default("p2_limit") == P2_LIMIT == 10
+    blocks = section_p2(_pngs(tmp_path / "p2", 12), {}, tmp_path / "figs")
+    question_1 = _sections(blocks)["Question 1: cross-attention for each generated token"]
+    assert sum(b[0] == "img" for b in question_1) == 10
+    assert ("p", f"Shown: the first 10 of the 12 captioned images in {tmp_path / 'p2'}; --p2-limit N shows N of "
+                 "them.") in question_1
+
+
+def test_a_malformed_caption_json_is_one_error_line(tmp_path):
+    from hw3io import UserError
+    from report.build import section_p2_one
+    p2 = _pngs(tmp_path / "p2", 1)
+    np.save(p2 / "img_00.npy", np.ones((2, 3, 3)) / 9)
+    (p2 / "img_00.json").write_text('{"caption": "a dog"')  # cut short
+    with pytest.raises(UserError, match=r"caption metadata .*img_00.json is not JSON"):
+        section_p2_one(sorted(p2.glob("*.png")), None, tmp_path / "figs")
+
+
+def test_runs_differing_only_in_weight_decay_are_not_called_the_same(monkeypatch, tmp_path):
+    """Every recorded training setting is compared, not only the table's columns; paths and worker counts are not."""
+    from report.build import section_settings
+    _captured(monkeypatch)
+    runs = [evidence.load_run(_fake_run(tmp_path / name, "adamw", [0.2, 0.5], weight_decay=wd, momentum=0.9,
+                                        output_dir=str(tmp_path / name), workers=workers))
+            for name, wd, workers in (("wd05", 0.05, 0), ("wd0", 0.0, 4))]
+    blocks = section_settings(runs, np.array([0, 1, 2]), np.array([0, 1, 1]), ["0 a", "1 b", "2 c"], tmp_path)
+    prompts = next(b[1] for b in blocks if b[0] == "discuss")
+    assert "the runs differ in weight_decay: 0.05 (wd05), 0 (wd0)" in prompts
+    assert not any("same" in p or "output_dir" in p or "workers" in p for p in prompts), prompts
+    assert ("table", ["setting", "wd05", "wd0"], [["weight_decay", "0.05", "0"]]) in blocks  # the quoted values
+    same = [evidence.load_run(_fake_run(tmp_path / f"s{i}", "sgd", [0.1], weight_decay=0.0)) for i in range(2)]
+    prompts = next(b[1] for b in section_settings(same, np.array([0]), np.array([0]), ["0 a"], tmp_path)
+                   if b[0] == "discuss")
+    assert "the runs' recorded settings are all the same (the data folders may differ)" in prompts

@@ -304,3 +304,41 @@ def test_corrupt_images_end_the_run_before_the_first_step(data, tmp_path):
     assert_one_line_error(proc, "2 of ", "do not decode", bad[0].name, bad[1].name, "Move them out")
     assert proc.stderr.splitlines()[-1].startswith("error: ")  # on its own line: no bar left open before it
     assert not (out / "last.safetensors").exists() and not (out / "log.csv").exists()
+
+
+def _tiny_data(root, classes_txt=None):
+    from synth.pets import make_dataset
+    data = make_dataset(root, train_per_class=1, val_per_class=1, num_classes=3)
+    if classes_txt is None:
+        (data / "classes.txt").unlink()
+    else:
+        (data / "classes.txt").write_text(classes_txt)
+    return data
+
+
+def test_a_bad_class_file_is_said_before_any_rank_starts(tmp_path, monkeypatch):
+    """Read on the main rank inside the run, a wrong classes.txt left torchrun's other ranks waiting for it."""
+    import vitpet.train
+    from hw3io import UserError
+    monkeypatch.setattr(vitpet.train, "launch", lambda *a: pytest.fail("launched despite a bad classes.txt"))
+    data = _tiny_data(tmp_path / "d", "cat\ndog\n")
+    cfg = TrainConfig(data_dir=str(data), num_classes=3, output_dir=str(tmp_path / "o"))
+    with pytest.raises(UserError, match=r"classes.txt has 2 class names for 3 classes"):
+        vitpet.train.fit(cfg)
+
+
+@pytest.mark.parametrize("given", [None, "cat\ndog\nbird\n"])
+def test_the_run_folder_holds_the_data_folders_class_names_or_none(tmp_path, monkeypatch, given):
+    """A reused output folder keeps no older run's classes.txt when the data folder has none."""
+    import vitpet.train
+    monkeypatch.setattr(vitpet.train, "fit_loop", lambda *a: {"best": 0.0})  # the setup only, no training
+    data = _tiny_data(tmp_path / "d", given)
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "classes.txt").write_text("stale\nnames\nhere\n")
+    vitpet.train.fit(TrainConfig(data_dir=str(data), num_classes=3, model="vit_demo_patch8", pretrained=False,
+                                 workers=0, output_dir=str(out)))
+    if given is None:
+        assert not (out / "classes.txt").exists()
+    else:
+        assert (out / "classes.txt").read_text() == given

@@ -3,7 +3,8 @@ from importlib import metadata
 
 import pytest
 
-from hw3io.errors import MIN_VERSIONS, check_versions, release, run_cli
+from helpers import ROOT
+from hw3io.errors import MIN_VERSIONS, TESTED, UserError, check_versions, release, run_cli
 
 
 def faked(**versions):
@@ -26,7 +27,7 @@ def test_the_torch_minimum(torch, ok):
     if ok:
         check()
     else:
-        with pytest.raises(Exception, match=r"installed torch 2\.5\.1\+cu121, timm 1\.0\.31; required torch >= 2\.6"):
+        with pytest.raises(UserError, match=r"installed torch 2\.5\.1\+cu121, timm 1\.0\.31; required torch >= 2\.6"):
             check()
 
 
@@ -43,3 +44,10 @@ def test_an_old_torch_stops_every_script_before_main(monkeypatch, capsys):
     assert len(err) == 1 and err[0].startswith("error: torch and timm too old"), err
     assert "torch 2.1.0+cu118" in err[0] and "timm 0.9.16" in err[0] and "torch >= 2.6" in err[0]
     assert MIN_VERSIONS["torch"] == (2, 6)
+
+
+def test_the_tested_versions_named_in_errors_are_the_pinned_ones():
+    """hw3io.errors.TESTED repeats requirements-pinned.txt by hand; this keeps the two from drifting apart."""
+    pins = dict(line.split("#")[0].strip().split("==") for line in (ROOT / "requirements-pinned.txt").read_text()
+                .splitlines() if "==" in line.split("#")[0])
+    assert TESTED == f"tested with torch {pins['torch']}, timm {pins['timm']}"

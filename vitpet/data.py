@@ -34,17 +34,28 @@ def has_labels(paths) -> bool:
 CLASS_FILE = "classes.txt"
 
 
+def read_class_names(path, num_classes: int) -> list[str]:
+    """The class names of a ``classes.txt`` (one name a line, in label order); one error line when it cannot be read
+    or holds another number of names. Training and the report both read the file through this."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot read class names {path}: {e.strerror or e}") from None
+    except ValueError as e:  # not UTF-8 text
+        raise UserError(f"class names {path} are not text ({e})") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(names) != num_classes:
+        raise UserError(f"{path} has {len(names)} class names for {num_classes} classes")
+    return names
+
+
 def find_class_names(train_dir, num_classes: int) -> list[str] | None:
-    """The class names in label order from a ``classes.txt`` (one name a line) in the training folder or its
-    parent, the data folder; None when there is none. The file names carry only numbers, so nothing else knows them."""
+    """The class names in label order from a ``classes.txt`` in the training folder or its parent, the data folder;
+    None when there is none. The file names carry only numbers, so nothing else knows them."""
     train_dir = Path(train_dir)
     for folder in (train_dir, train_dir.parent):
-        path = folder / CLASS_FILE
-        if path.is_file():
-            names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-            if len(names) != num_classes:
-                raise UserError(f"{path} has {len(names)} class names, training has {num_classes} classes")
-            return names
+        if (folder / CLASS_FILE).is_file():
+            return read_class_names(folder / CLASS_FILE, num_classes)
     return None
 
 

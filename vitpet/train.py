@@ -1,6 +1,7 @@
 """``fit(cfg)``: fine-tune a timm ViT on the pet folders through the shared fit loop (``training.loop``): plain
 python3 or torchrun, AMP, exact resume. This module builds what is Problem 1's: model, data, optimizer, the fp32 val
 accuracy that picks ``best.safetensors``, and the final files."""
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -49,19 +50,30 @@ def resolve_dirs(cfg: TrainConfig) -> tuple[Path, Path]:
 def fit(cfg: TrainConfig) -> dict:
     """Train, validate each epoch (fp32), keep best/last/final; returns the summary dict."""
     check_config(cfg)
+    train_dir, _ = resolve_dirs(cfg)
     for folder in resolve_dirs(cfg):  # a wrong --data-dir is said before weights are downloaded or loaded
         list_images(folder)
-    return launch(cfg, _fit)
+    # Read here, before torchrun's ranks start: a bad classes.txt raised on the main rank alone would leave the
+    # others waiting for it at the first collective.
+    names = find_class_names(train_dir, cfg.num_classes)
+    return launch(cfg, partial(_fit, class_names=names))
 
 
-def _fit(cfg: TrainConfig, info: D.DistInfo, stop: StopFlag) -> dict:
+def write_class_names(out: Path, names: list[str] | None) -> None:
+    """``classes.txt`` beside the checkpoint, so the report names classes without being told where; a data folder
+    without one removes an older run's from a reused output folder, which would name the wrong classes."""
+    if names is None:
+        (out / CLASS_FILE).unlink(missing_ok=True)
+    else:
+        atomic_write_text(out / CLASS_FILE, "\n".join(names) + "\n")
+
+
+def _fit(cfg: TrainConfig, info: D.DistInfo, stop: StopFlag, class_names: list[str] | None) -> dict:
     train_dir, val_dir = resolve_dirs(cfg)
     out = Path(cfg.output_dir)
     if info.is_main:
         ensure_writable_dir(out)
-        names = find_class_names(train_dir, cfg.num_classes)
-        if names is not None:  # beside the checkpoint, so the report names classes without being told where
-            atomic_write_text(out / CLASS_FILE, "\n".join(names) + "\n")
+        write_class_names(out, class_names)
     seed_everything(cfg.seed)  # same on every rank: identical initial weights
     model = build_model(cfg.model, cfg.num_classes, cfg.img_size, pretrained=cfg.pretrained,
                         pretrained_file=cfg.pretrained_file, drop_path_rate=cfg.drop_path)
