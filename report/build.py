@@ -236,8 +236,8 @@ def p2_explorer(pngs, path: Path) -> Path | None:
 
     def saved_for_it(meta_path: Path) -> bool:
         try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError):  # missing or not JSON: the section says what it can without an explorer
+            meta = read_json(meta_path, "caption metadata")
+        except UserError:  # missing or not JSON: the section says what it can without an explorer
             return False
         return (describes_maps(meta, meta_path) and "layers_axes" in meta
                 and meta_path.with_suffix(".layers.npy").is_file())
