@@ -113,15 +113,12 @@ def test_a_batch_of_same_size_images_captions_as_one_at_a_time(assets):
 def test_beam_flag_and_its_environment_default(assets, tmp_path):
     env = dict(CATR_CHECKPOINT=str(assets["ckpt"]), CATR_VOCAB=str(assets["vocab"]))
     args = ["python3", "p2_caption_attn.py", "--images", str(assets["images"])]
-    greedy, beam1, beam3 = tmp_path / "greedy", tmp_path / "beam1", tmp_path / "beam3"
-    assert run([*args, "--output-dir", str(greedy)], **env).returncode == 0
-    assert run([*args, "--output-dir", str(beam1), "--beam", "1"], **env).returncode == 0
+    # (--beam 1 decoding exactly as greedy is test_catr_decode's test_beam_one_is_greedy_...)
+    beam3 = tmp_path / "beam3"
     proc = run([*args, "--output-dir", str(beam3)], CATR_BEAM="3", **env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     tok = CaptionTokenizer(assets["vocab"])
-    for txt in sorted(greedy.glob("*.txt")):
-        assert (beam1 / txt.name).read_text() == txt.read_text()
-        assert np.array_equal(np.load(beam1 / f"{txt.stem}.npy"), np.load(greedy / f"{txt.stem}.npy"))
+    for txt in sorted(beam3.glob("*.txt")):
         small, dec, text = caption_one(assets["model"], tok, Image.open(next(assets["images"].glob(txt.stem + ".*")))
                                        .convert("RGB"), "cpu", beam=3)
         assert (beam3 / txt.name).read_text().strip() == text  # CATR_BEAM=3 is beam search, not greedy
