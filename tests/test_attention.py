@@ -141,11 +141,15 @@ def test_scripts_end_to_end(tiny_checkpoint, pet_data, tmp_path):
     assert np.load(tmp_path / "p" / "pos.npy").shape == (64, 64)
     assert (tmp_path / "p" / "pos.png").read_bytes()[:4] == b"\x89PNG"
     imgs = sorted((pet_data / "val").glob("*.jpg"))[:2]
+    import p1_visualize_attn  # the flag variants in-process: one script start is enough to test the script
     for flags, shape in [([], (8, 8)), (["--heads"], (3, 8, 8)), (["--rollout"], (8, 8)), (["--layer", "0"], (8, 8))]:
         out = tmp_path / ("a" + "".join(flags))
-        proc = run(["python3", "p1_visualize_attn.py", "--checkpoint", str(tiny_checkpoint), "--images",
-                    *map(str, imgs), "--output-dir", str(out), *flags])
-        assert proc.returncode == 0, proc.stderr
+        argv = ["--checkpoint", str(tiny_checkpoint), "--images", *map(str, imgs), "--output-dir", str(out), *flags]
+        if flags:
+            assert not p1_visualize_attn.main(argv)
+        else:
+            proc = run(["python3", "p1_visualize_attn.py", *argv])
+            assert proc.returncode == 0, proc.stderr
         for img in imgs:
             assert np.load(out / f"{img.stem}.npy").shape == shape
             assert (out / f"{img.stem}.png").read_bytes()[:4] == b"\x89PNG"
