@@ -83,9 +83,9 @@ def check_config(cfg) -> None:
 
 
 def launch(cfg, body: Callable) -> dict:
-    """What every trainer's ``fit`` does around its ``body(cfg, info, stop)``: the config check, the worker count,
-    deterministic mode, torchrun's process group (left again however the body ends) and the stop flag."""
-    check_config(cfg)
+    """What every trainer's ``fit`` does around its ``body(cfg, info, stop)``, after its own ``check_config`` and
+    folder checks: the worker count, deterministic mode, torchrun's process group (left again however the body
+    ends) and the stop flag."""
     if cfg.workers is None:
         cfg = dataclasses.replace(cfg, workers=default_workers())
     use_deterministic(cfg.deterministic)

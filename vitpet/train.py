@@ -50,8 +50,8 @@ def resolve_dirs(cfg: TrainConfig) -> tuple[Path, Path]:
 def fit(cfg: TrainConfig) -> dict:
     """Train, validate each epoch (fp32), keep best/last/final; returns the summary dict."""
     check_config(cfg)
-    train_dir, _ = resolve_dirs(cfg)
-    for folder in resolve_dirs(cfg):  # a wrong --data-dir is said before weights are downloaded or loaded
+    train_dir, val_dir = resolve_dirs(cfg)
+    for folder in (train_dir, val_dir):  # a wrong --data-dir is said before weights are downloaded or loaded
         list_images(folder)
     # Read here, before torchrun's ranks start: a bad classes.txt raised on the main rank alone would leave the
     # others waiting for it at the first collective.
