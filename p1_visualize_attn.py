@@ -22,11 +22,13 @@ def get_args_parser():
     p.add_argument("--html", action="store_true",
                    help="also write <stem>.json and index.html, a self-contained page to browse the maps by image, "
                         "layer and head")
-    p.add_argument("--method", default="attention", choices=("attention", "rollout", "relevance", "rise", "occlusion"),
+    p.add_argument("--method", default="attention", choices=("attention", "rollout", "relevance", "attribution", "rise",
+                                                         "occlusion"),
                    help="attention (default: the homework's map, CLS attention of --layer), rollout (attention "
                         "rollout over all layers), or a map of the predicted class's log-probability: relevance "
-                        "(Chefer et al. 2021, gradient-weighted attention), rise (random masks) or occlusion (one "
-                        "patch at a time); the same PNG and .npy layout for each")
+                        "(Chefer et al. ICCV 2021, gradient-weighted attention), attribution (Chefer et al. CVPR 2021, "
+                        "LRP-weighted), rise (random masks) or occlusion (one patch at a time); the same PNG and .npy "
+                        "layout for each")
     p.add_argument("--rollout", action="store_true", help="the same as --method rollout")
     p.add_argument("--masks", type=int, default=1000, help="rise: number of random masks (default: 1000)")
     p.add_argument("--cells", type=int, default=8, help="rise: masks of CELLS x CELLS cells (default: 8)")

@@ -81,7 +81,7 @@ def test_every_method_writes_the_attention_layout(tiny_checkpoint, pet_data, tmp
 
 def test_method_maps_batch_equals_one_at_a_time():
     model, x = two_head_vit(), torch.randn(3, 3, 32, 32)
-    for method in ("relevance", "occlusion"):
+    for method in ("relevance", "attribution", "occlusion"):
         batch = method_maps(model, x, method)
         one = torch.cat([method_maps(model, x[i:i + 1], method) for i in range(3)])
         assert torch.allclose(batch, one, atol=1e-6), method
@@ -96,8 +96,8 @@ def test_pointing_table_with_faithfulness(tiny_checkpoint, pet_data):
     rows = re.findall(r"^\| ([a-z][^|]*?) \|(( [-0-9.]+ \|){6}) 3 \|$", proc.stdout, re.M)
     names = [r[0] for r in rows]
     assert [n.split(",")[0].split(" (")[0] for n in names] == ["attention"] * 5 + [
-        "rollout", "relevance", "rise", "occlusion", "image centre", "random point"]
-    for name, cells, _ in rows[:9]:
+        "rollout", "relevance", "attribution", "rise", "occlusion", "image centre", "random point"]
+    for name, cells, _ in rows[:10]:
         values = [float(v) for v in cells.split("|")[:-1]]
         assert all(0 <= v <= 1 for v in values[:5]) and -1 <= values[5] <= 1, (name, values)
     random_row = rows[-1][1].split("|")[:-1]

@@ -56,7 +56,7 @@ def view_and_input(img, data_config):
     return view, (view - mean) / std
 
 
-METHODS = ("attention", "rollout", "relevance", "rise", "occlusion")
+METHODS = ("attention", "rollout", "relevance", "attribution", "rise", "occlusion")
 
 
 def method_maps(model, x: torch.Tensor, method: str, *, layer: int = -1, heads: bool = False, classes=None,
@@ -65,8 +65,9 @@ def method_maps(model, x: torch.Tensor, method: str, *, layer: int = -1, heads: 
     ``heads``), all in one layout whatever the method:
 
     - ``attention``: block ``layer``'s CLS attention (the homework's map), ``rollout``: Abnar & Zuidema's rollout;
-    - ``relevance``, ``rise`` and ``occlusion`` explain the decision, the log-probability of ``classes`` (B,)
-      (default: the predictions): Chefer et al.'s gradient-weighted relevance (``vitpet.relevance``); RISE with the
+    - ``relevance``, ``attribution``, ``rise`` and ``occlusion`` explain the decision, the log-probability of
+      ``classes`` (B,) (default: the predictions): Chefer et al.'s gradient-weighted relevance (``vitpet.relevance``)
+      and their LRP-based transformer attribution (``vitpet.lrp``); RISE with the
       centred estimator (``masks`` random masks of ``cells`` x ``cells`` cells, mask seed ``seed``) and occlusion of
       one patch at a time (``explanations.perturbation``), both pooled from pixels onto the patch grid."""
     from .relevance import class_scores, predicted_classes, relevance
@@ -79,6 +80,9 @@ def method_maps(model, x: torch.Tensor, method: str, *, layer: int = -1, heads: 
     classes = predicted_classes(model, x) if classes is None else torch.as_tensor(classes)
     if method == "relevance":
         return relevance(model, x, classes)
+    if method == "attribution":
+        from .lrp import transformer_attribution
+        return transformer_attribution(model, x, classes)
     from explanations.perturbation import occlusion, rise, to_grid
     grid, out = patch_grid(model), []
     for image, cls in zip(x, classes.tolist()):
@@ -123,6 +127,7 @@ def visualize_attention(images, output_dir, checkpoint=None, model_name=None, la
         raise UserError(f"--layer {layer} out of range for a {depth}-layer model (0..{depth - 1} or -1..-{depth})")
     which = {"attention": f"{map_name(model)}, layer {layer % depth}", "rollout": f"{map_name(model)}, rollout",
              "relevance": "relevance (Chefer et al. 2021) of the predicted class",
+             "attribution": "transformer attribution (Chefer et al. CVPR 2021, LRP) of the predicted class",
              "rise": f"RISE ({masks} masks, {cells}x{cells} cells, seed {seed}) of the predicted class",
              "occlusion": "occlusion (one patch at a time) of the predicted class"}[method]
     written = []

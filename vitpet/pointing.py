@@ -107,6 +107,7 @@ def method_rows(model, faithfulness: bool, masks: int, cells: int, seed: int) ->
     rows["attention, mean of the layers"] = dict(method="attention", layer=None)
     rows["rollout"] = dict(method="rollout")
     rows["relevance (Chefer et al. 2021)"] = dict(method="relevance")
+    rows["attribution (Chefer et al. CVPR 2021, LRP)"] = dict(method="attribution")
     if faithfulness:
         rows[f"rise ({masks} masks, {cells}x{cells} cells, seed {seed})"] = dict(method="rise", masks=masks,
                                                                                  cells=cells, seed=seed)

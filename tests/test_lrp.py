@@ -1,0 +1,71 @@
+"""vitpet.lrp: Chefer et al.'s transformer attribution (CVPR 2021): its propagation rules, the relevance they keep,
+and the map following the attention path that reaches the decision."""
+import pytest
+import timm
+import torch
+
+from hw3io import UserError
+from vitpet.lrp import add_relevance, attribution_parts, linear_relevance, matmul_relevance, transformer_attribution
+from vitpet.relevance import predicted_classes
+
+
+def small_vit(depth=2, **kwargs):
+    torch.manual_seed(0)
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, embed_dim=32,
+                             depth=depth, num_heads=2, num_classes=5, **kwargs).eval()
+
+
+def test_linear_rule_shares_relevance_along_positive_contributions():
+    x = torch.tensor([[1.0, -2.0, 3.0]], dtype=torch.float64)
+    w = torch.tensor([[1.0, 1.0, -1.0], [2.0, -1.0, 0.0]], dtype=torch.float64)
+    r = linear_relevance(x, w, torch.tensor([[1.0, 4.0]], dtype=torch.float64))
+    # output 0: positive contributions 1 (x0 w00) and 3 (x2 w02 is -3: none); x1 w01 = -2: none -> all to x0
+    # output 1: x0 w10 = 2 and x1 w11 = 2 -> halves
+    assert torch.allclose(r, torch.tensor([[1.0 + 2.0, 2.0, 0.0]], dtype=torch.float64))
+
+
+def test_add_and_matmul_rules_keep_the_total():
+    g = torch.Generator().manual_seed(0)
+    a, b, r = (torch.randn(2, 5, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    ra, rb = add_relevance(a, b, r)
+    assert torch.allclose(ra.sum((1, 2)) + rb.sum((1, 2)), r.sum((1, 2)))
+    m, v = torch.rand(2, 5, 5, generator=g, dtype=torch.float64), torch.randn(2, 5, 4, generator=g, dtype=torch.float64)
+    rm, rv = matmul_relevance(m, v, r)
+    assert torch.allclose(rm.sum((1, 2)), r.sum((1, 2)) / 2) and torch.allclose(rv.sum((1, 2)), r.sum((1, 2)) / 2)
+
+
+@pytest.mark.parametrize("pool", ["token", "avg"])
+def test_relevance_of_the_class_reaches_the_input_tokens_whole(pool):
+    """LRP's conservation: the one unit of relevance started at the class arrives at the first block's input."""
+    model, x = small_vit(global_pool=pool, class_token=pool == "token"), torch.randn(3, 3, 32, 32)
+    kept = []
+    relevance_at_attention, grads = attribution_parts(model, x, predicted_classes(model, x), kept)
+    assert torch.allclose(kept[0].sum((1, 2)), torch.ones(3, dtype=torch.float64), atol=1e-9)
+    n = 17 if pool == "token" else 16
+    assert [r.shape for r in relevance_at_attention] == [g.shape for g in grads] == [(3, 2, n, n)] * 2
+
+
+def test_attribution_follows_the_head_that_reaches_the_decision():
+    """Head 1's output is cut from the residual stream: re-aiming its queries and keys moves its attention, not the
+    decision, and must not move the map."""
+    model, x = small_vit(depth=1), torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        model.blocks[0].attn.proj.weight[:, 16:] = 0
+    classes = predicted_classes(model, x)
+    before = transformer_attribution(model, x, classes)
+    with torch.no_grad():
+        qkv = model.blocks[0].attn.qkv.weight
+        qkv[16:32] = torch.randn(16, 32) * 3
+        qkv[48:64] = torch.randn(16, 32) * 3
+    assert torch.equal(predicted_classes(model, x), classes)
+    assert before.shape == (2, 4, 4) and before.std() > 0
+    assert torch.allclose(transformer_attribution(model, x, classes), before, atol=1e-9)
+    with torch.no_grad():  # re-aiming head 0 does move it
+        qkv[0:16] = torch.randn(16, 32) * 3
+    assert not torch.allclose(transformer_attribution(model, x, classes), before, atol=1e-6)
+
+
+def test_a_model_it_cannot_explain_is_one_error():
+    model = small_vit(global_pool="map", class_token=False)
+    with pytest.raises(UserError, match="pooling"):
+        transformer_attribution(model, torch.randn(1, 3, 32, 32), torch.tensor([0]))
