@@ -11,8 +11,9 @@ from vitpet.relevance import predicted_classes
 
 def small_vit(depth=2, **kwargs):
     torch.manual_seed(0)
+    kwargs = {"num_classes": 5, **kwargs}
     return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, embed_dim=32,
-                             depth=depth, num_heads=2, num_classes=5, **kwargs).eval()
+                             depth=depth, num_heads=2, **kwargs).eval()
 
 
 def test_linear_rule_shares_relevance_along_positive_contributions():
@@ -65,7 +66,17 @@ def test_attribution_follows_the_head_that_reaches_the_decision():
     assert not torch.allclose(transformer_attribution(model, x, classes), before, atol=1e-6)
 
 
-def test_a_model_it_cannot_explain_is_one_error():
+def test_a_headless_model_explains_a_pooled_feature_and_keeps_its_relevance():
+    model, x = small_vit(num_classes=0), torch.randn(2, 3, 32, 32)
+    kept = []
+    attribution_parts(model, x, predicted_classes(model, x), kept)
+    assert torch.allclose(kept[0].sum((1, 2)), torch.ones(2, dtype=torch.float64), atol=1e-9)
+
+
+def test_a_model_it_cannot_explain_is_one_error_and_no_pointing_row():
+    from vitpet.pointing import method_rows
     model = small_vit(global_pool="map", class_token=False)
     with pytest.raises(UserError, match="pooling"):
         transformer_attribution(model, torch.randn(1, 3, 32, 32), torch.tensor([0]))
+    assert not any(name.startswith("attribution") for name in method_rows(model, False, 16, 8, 0))
+    assert any(name.startswith("attribution") for name in method_rows(small_vit(), False, 16, 8, 0))

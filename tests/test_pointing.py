@@ -189,7 +189,8 @@ def test_pointing_script_on_the_trained_model(trained):
                                             proc.stdout, re.M)}
     assert set(rows) == {"attention, layer 0", "attention, layer 1", "attention, layer 2",
                          "attention, layer 3 (last: the homework's map)", "attention, mean of the layers", "rollout",
-                         "relevance (Chefer et al. 2021)", "image centre (baseline)",
+                         "relevance (Chefer et al. 2021)", "attribution (Chefer et al. CVPR 2021, LRP)",
+                         "image centre (baseline)",
                          "random point (baseline, expected)"}
     boxes = json.loads((data / "val" / "boxes.json").read_text())
     assert len(boxes) == 148

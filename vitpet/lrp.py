@@ -12,8 +12,8 @@ The relevance starts at one on the explained class. As in ``vitpet.relevance`` t
 log-probability (the published code uses the raw logit, whose gradient carries a part common to every class).
 
 The intermediate values are those of the model's own forward pass, captured by hooks; the rules are applied by
-hand in float64. Supported: timm ``VisionTransformer`` blocks (``Attention`` without gate, ``Mlp``), class-token or
-average pooling.
+hand in float64. Supported (``unsupported`` says why not): timm ``VisionTransformer`` blocks (``Attention`` without
+gate, ``Mlp``), class-token or average pooling, a linear head or none.
 """
 import torch
 
@@ -52,16 +52,17 @@ def add_relevance(a: torch.Tensor, b: torch.Tensor, r: torch.Tensor):
     return (ra * _safe_divide(share_a * total, sa), rb * _safe_divide((1 - share_a) * total, sb))
 
 
-def _check_supported(model) -> None:
+def unsupported(model) -> str | None:
+    """Why the rules here cannot explain ``model``, or None when they can."""
     for blk in model.blocks:
         attn, mlp = blk.attn, blk.mlp
         if getattr(attn, "gate", None) is not None or not all(hasattr(attn, n) for n in ("qkv", "proj", "attn_drop")):
-            raise UserError(f"transformer attribution needs timm's Attention blocks, not {type(attn).__name__}")
+            return f"transformer attribution needs timm's Attention blocks, not {type(attn).__name__}"
         if not (hasattr(mlp, "fc1") and hasattr(mlp, "fc2") and mlp.fc2.in_features == mlp.fc1.out_features):
-            raise UserError(f"transformer attribution needs timm's Mlp blocks, not {type(mlp).__name__}")
+            return f"transformer attribution needs timm's Mlp blocks, not {type(mlp).__name__}"
     if getattr(model, "attn_pool", None) is not None or model.global_pool not in ("token", "avg"):
-        raise UserError(f"transformer attribution needs class-token or average pooling, not "
-                        f"{model.global_pool!r}")
+        return f"transformer attribution needs class-token or average pooling, not {model.global_pool!r}"
+    return None
 
 
 class _Recorder:
@@ -125,7 +126,9 @@ def attribution_parts(model, x: torch.Tensor, classes: torch.Tensor, keep_input_
     """Per block, first block first: the LRP relevance of the attention probabilities and the gradient of the
     classes' log-probabilities with respect to them, both (B, heads, N, N) float64. ``keep_input_relevance``, a
     list, receives the relevance of the first block's input tokens (B, N, D) (what the tests check is kept)."""
-    _check_supported(model)
+    reason = unsupported(model)
+    if reason:
+        raise UserError(reason)
     unfuse_attention(model)
     recorder = _Recorder(model)
     try:
@@ -139,7 +142,8 @@ def attribution_parts(model, x: torch.Tensor, classes: torch.Tensor, keep_input_
         recorder.remove()
     f64 = lambda t: t.detach().double()  # noqa: E731
     r = torch.zeros_like(logits, dtype=torch.float64).scatter_(1, classes, 1.0)
-    r = linear_relevance(f64(recorder.top["head_in"]), f64(model.head.weight), r)   # fc_norm: unchanged
+    if isinstance(model.head, torch.nn.Linear):  # without one (num_classes=0) the "class" is a pooled feature
+        r = linear_relevance(f64(recorder.top["head_in"]), f64(model.head.weight), r)   # fc_norm: unchanged
     tokens = f64(recorder.top["tokens"])                                            # after the final norm
     r_tokens = torch.zeros_like(tokens)
     if model.global_pool == "token":

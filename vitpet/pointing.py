@@ -22,6 +22,7 @@ from hw3io import UserError, list_images, load_rgb, place, progress, read_json, 
 from explanations.pointing import legend, save, score, spread, table
 from explanations.targets import target_mask
 from .attention import capture_attention, has_class_token, patch_grid, query_to_patches, rollout, to_grid
+from . import lrp
 from .data import build_view_transform, has_labels, parse_label
 from .config import add_explained_model_args
 from .explain import load_explained_model, view_and_input
@@ -107,7 +108,8 @@ def method_rows(model, faithfulness: bool, masks: int, cells: int, seed: int) ->
     rows["attention, mean of the layers"] = dict(method="attention", layer=None)
     rows["rollout"] = dict(method="rollout")
     rows["relevance (Chefer et al. 2021)"] = dict(method="relevance")
-    rows["attribution (Chefer et al. CVPR 2021, LRP)"] = dict(method="attribution")
+    if lrp.unsupported(model) is None:  # e.g. attention pooling: no row rather than no table
+        rows["attribution (Chefer et al. CVPR 2021, LRP)"] = dict(method="attribution")
     if faithfulness:
         rows[f"rise ({masks} masks, {cells}x{cells} cells, seed {seed})"] = dict(method="rise", masks=masks,
                                                                                  cells=cells, seed=seed)
