@@ -1,7 +1,8 @@
-"""What the perturbation maps cost on CPU: RISE, occlusion and deletion/insertion for one 64 px image on the demo's
-tiny ViT (``vit_demo_patch8``, random init, 37 classes), explaining its top class by log-probability. Each case is
-one small function returning its forward count; the table gives seconds and images per second. The model's speed,
-not the maps' bookkeeping, should set the pace.
+"""What the maps cost on CPU. First the perturbation maps: RISE, occlusion and deletion/insertion for one 64 px
+image on the demo's tiny ViT (``vit_demo_patch8``, random init, 37 classes), explaining its top class by
+log-probability. Each case is one small function returning its forward count; the table gives seconds and images
+per second. The model's speed, not the maps' bookkeeping, should set the pace. Then the maps of one pass on
+the homework's ViT-B/16 (random init, one 224 px image, median of 3): attention, relevance and attribution.
 
 Usage: python3 bench/bench_explanations.py [--masks 1000] [--threads N]
 """
@@ -47,6 +48,33 @@ def bench_deletion_insertion(prob_fn, image, steps):
     return 2 * (steps - 1) + 3
 
 
+def bench_one_pass_maps(model_name="vit_base_patch16_224", repeats=3) -> list[tuple]:
+    """Seconds per image of the maps that need one forward pass (and one backward pass for the gradient ones)."""
+    import statistics
+    import timm
+    import torch
+    from vitpet.attention import attention_maps
+    from vitpet.lrp import transformer_attribution
+    from vitpet.relevance import predicted_classes, relevance
+    model = timm.create_model(model_name, pretrained=False, num_classes=37).eval()
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    classes = predicted_classes(model, x)
+    cases = {"attention (one forward pass)": lambda: attention_maps(model, x),
+             "relevance (forward + backward)": lambda: relevance(model, x, classes),
+             "attribution (forward + backward + LRP in float64)": lambda: transformer_attribution(model, x, classes)}
+    rows = []
+    for name, case in cases.items():
+        case()  # warm-up
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            case()
+            times.append(time.perf_counter() - started)
+        rows.append((f"{model_name}: {name}", f"{statistics.median(times):.2f}"))
+        print(f"{rows[-1][0]}: {rows[-1][1]} s", flush=True)
+    return rows
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--masks", type=int, default=1000)
@@ -79,6 +107,7 @@ def main():
         rows.append((name, forwards, f"{seconds:.2f}", f"{forwards / seconds:.0f}"))
         print(f"{name}: {seconds:.2f} s", flush=True)
     print("\n" + markdown_table(("case", "images scored", "seconds", "images/s"), rows, "lrrr"))
+    print("\n" + markdown_table(("map of one image", "seconds"), bench_one_pass_maps(), "lr"))
 
 
 if __name__ == "__main__":

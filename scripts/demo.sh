@@ -22,9 +22,11 @@ python3 p1_visualize_pos.py --checkpoint "$out/p1/best.safetensors" --output "$o
 imgs=$(ls "$out"/data/val/*.jpg | awk 'NR % 100 == 1' | head -n 3)
 python3 p1_visualize_attn.py --checkpoint "$out/p1/best.safetensors" --images $imgs --output-dir "$out/p1/attn" \
   --all-layers --html
-echo "== Problem 1: maps of the decision itself beside the attention (relevance; RISE, 500 masks)"
+echo "== Problem 1: maps of the decision itself beside the attention (relevance, attribution; RISE, 500 masks)"
 python3 p1_visualize_attn.py --checkpoint "$out/p1/best.safetensors" --images $imgs --method relevance \
   --output-dir "$out/p1/relevance"
+python3 p1_visualize_attn.py --checkpoint "$out/p1/best.safetensors" --images $imgs --method attribution \
+  --output-dir "$out/p1/attribution"
 python3 p1_visualize_attn.py --checkpoint "$out/p1/best.safetensors" --images $imgs --method rise --masks 500 \
   --output-dir "$out/p1/rise"
 echo "== Problem 1: pointing game on val (does each map peak on the object?)"
@@ -61,7 +63,7 @@ echo "  $out/p1/log.csv, curves.png, confusion.png   training log and plots"
 echo "  $out/p1/pred.csv                             hw3_1.sh predictions"
 echo "  $out/p1/pos.png, attn/*.png                 position-embedding similarity, CLS attention"
 echo "  $out/p1/attn/index.html                      explorer: every layer and head over each image (open in a browser)"
-echo "  $out/p1/relevance/*.png, rise/*.png         maps of the decision (relevance, RISE)"
+echo "  $out/p1/{relevance,attribution,rise}/*.png maps of the decision (relevance, attribution, RISE)"
 echo "  $out/p1/trust.json                           pointing and faithfulness of every map (for the report)"
 echo "  $out/p2/convnet.safetensors                  the pretrained ConvNet"
 echo "  $out/p2/log.csv, checkpoint.pth              tiny CATR training log and weights"
