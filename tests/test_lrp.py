@@ -46,6 +46,25 @@ def test_relevance_of_the_class_reaches_the_input_tokens_whole(pool):
     assert [r.shape for r in relevance_at_attention] == [g.shape for g in grads] == [(3, 2, n, n)] * 2
 
 
+def test_each_blocks_relevance_meets_its_own_gradient():
+    """Block 1's attention is cut from the residual stream (its output projection is zero): its relevance and its
+    gradient are both zero and block 0's are not, in that order in both lists; the map is the published product
+    of (I + E_h[(grad x relevance)^+]) over the blocks, first block first, read at the CLS row."""
+    model, x = small_vit(qk_norm=True, init_values=0.5, reg_tokens=2), torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        model.blocks[1].attn.proj.weight.zero_()
+    classes = predicted_classes(model, x)
+    relevance_at_attention, grads = attribution_parts(model, x, classes)
+    assert relevance_at_attention[1].abs().max() == 0 and grads[1].abs().max() == 0
+    assert relevance_at_attention[0].abs().max() > 0 and grads[0].abs().max() > 0
+    joint = torch.eye(19, dtype=torch.float64)
+    for g, r in zip(grads, relevance_at_attention):
+        joint = (torch.eye(19, dtype=torch.float64) + (g * r).clamp(min=0).mean(1)) @ joint
+    expected = joint[:, 0, 3:].reshape(2, 4, 4).float()  # class token, 2 registers, then the patches
+    assert torch.allclose(transformer_attribution(model, x, classes), expected, atol=1e-7)
+    assert (grads[0] * relevance_at_attention[0] < 0).any()  # the positive part matters here
+
+
 def test_attribution_follows_the_head_that_reaches_the_decision():
     """Head 1's output is cut from the residual stream: re-aiming its queries and keys moves its attention, not the
     decision, and must not move the map."""
@@ -80,3 +99,10 @@ def test_a_model_it_cannot_explain_is_one_error_and_no_pointing_row():
         transformer_attribution(model, torch.randn(1, 3, 32, 32), torch.tensor([0]))
     assert not any(name.startswith("attribution") for name in method_rows(model, False, 16, 8, 0))
     assert any(name.startswith("attribution") for name in method_rows(small_vit(), False, 16, 8, 0))
+    post_norm = timm.create_model("vit_base_patch16_rpn_224", pretrained=False, img_size=32, patch_size=8,
+                                  embed_dim=32, depth=1, num_heads=2, num_classes=5)
+    with pytest.raises(UserError, match="pre-norm Block, not ResPostBlock"):
+        transformer_attribution(post_norm, torch.randn(1, 3, 32, 32), torch.tensor([0]))
+    with pytest.raises(UserError, match="patch tokens only"):
+        transformer_attribution(small_vit(global_pool="avg", pool_include_prefix=True), torch.randn(1, 3, 32, 32),
+                                torch.tensor([0]))

@@ -1,8 +1,9 @@
 """Chefer et al.'s transformer attribution (CVPR 2021, "Transformer Interpretability Beyond Attention
 Visualization") for timm's ViT: layer-wise relevance propagation (LRP) of the explained class from the head down
 through every block, then per block the gradient-weighted relevance of the attention probabilities, positive part,
-head mean, Ā = E_h[(∇A ⊙ R_A)^+], rolled out with the residual identity and rows normalised; the map is the CLS
-row over the patches (``attention.query_to_patches``).
+head mean, Ā = E_h[(∇A ⊙ R_A)^+], rolled out with the residual identity, R <- (I + Ā) R, first block first (their
+code leaves the rows unnormalised, unlike attention rollout); the map is the CLS row over the patches
+(``attention.query_to_patches``).
 
 Their propagation rules, as published: linear layers by the z+ rule (LRP alpha 1, beta 0: relevance flows along
 positive contributions, biases get none); LayerNorm, GELU, softmax and dropout pass relevance unchanged; a residual
@@ -18,7 +19,7 @@ gate, ``Mlp``), class-token or average pooling, a linear head or none.
 import torch
 
 from hw3io import UserError
-from .attention import has_class_token, patch_grid, query_to_patches, rollout, to_grid, unfuse_attention
+from .attention import has_class_token, patch_grid, query_to_patches, to_grid, unfuse_attention
 
 
 def _safe_divide(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -54,7 +55,10 @@ def add_relevance(a: torch.Tensor, b: torch.Tensor, r: torch.Tensor):
 
 def unsupported(model) -> str | None:
     """Why the rules here cannot explain ``model``, or None when they can."""
-    for blk in model.blocks:
+    from timm.models.vision_transformer import Block
+    for blk in getattr(model, "blocks", None) or [None]:
+        if type(blk) is not Block:  # pre-norm residual blocks; not ResPostBlock, parallel or other layouts
+            return f"transformer attribution needs timm's pre-norm Block, not {type(blk).__name__}"
         attn, mlp = blk.attn, blk.mlp
         if getattr(attn, "gate", None) is not None or not all(hasattr(attn, n) for n in ("qkv", "proj", "attn_drop")):
             return f"transformer attribution needs timm's Attention blocks, not {type(attn).__name__}"
@@ -62,6 +66,8 @@ def unsupported(model) -> str | None:
             return f"transformer attribution needs timm's Mlp blocks, not {type(mlp).__name__}"
     if getattr(model, "attn_pool", None) is not None or model.global_pool not in ("token", "avg"):
         return f"transformer attribution needs class-token or average pooling, not {model.global_pool!r}"
+    if model.global_pool == "avg" and getattr(model, "pool_include_prefix", False):
+        return "transformer attribution needs average pooling over the patch tokens only (pool_include_prefix)"
     return None
 
 
@@ -117,8 +123,12 @@ def transformer_attribution(model, x: torch.Tensor, classes: torch.Tensor) -> to
     """(B, gh, gw) maps of ``classes`` (B,) for the batch ``x``: one forward pass, one backward pass for the
     attention gradients, and the relevance propagated by hand (``vitpet.lrp``)."""
     relevance_at_attention, grads = attribution_parts(model, x, classes)
-    cams = [(g * r).clamp(min=0).mean(1, keepdim=True) for g, r in zip(grads, relevance_at_attention)]
-    maps = rollout(cams, model.num_prefix_tokens, has_class_token(model))
+    joint = None
+    for g, r in zip(grads, relevance_at_attention):  # first block first, rows not normalised (as published)
+        step = (g * r).clamp(min=0).mean(1)
+        step = step + torch.eye(step.shape[-1], dtype=step.dtype, device=step.device)
+        joint = step if joint is None else step @ joint
+    maps = query_to_patches(joint, model.num_prefix_tokens, has_class_token(model))
     return to_grid(maps.float(), patch_grid(model))
 
 
