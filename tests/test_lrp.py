@@ -65,6 +65,49 @@ def test_each_blocks_relevance_meets_its_own_gradient():
     assert (grads[0] * relevance_at_attention[0] < 0).any()  # the positive part matters here
 
 
+def test_one_block_by_its_rules_written_out_per_head():
+    """A block whose MLP adds nothing, with LayerScale and normalised queries and keys: the relevance arriving at its
+    input, recomputed from timm's qkv layout (q, k, v thirds, heads contiguous) head by head with the tested
+    rules, equals what ``attribution_parts`` propagates. Swapping q and k, skipping q_norm/k_norm or LayerScale
+    each changes it."""
+    model, x = small_vit(depth=1, qk_norm=True, init_values=0.5), torch.randn(2, 3, 32, 32)
+    blk, attn = model.blocks[0], model.blocks[0].attn
+    with torch.no_grad():
+        blk.mlp.fc2.weight.zero_()
+        blk.mlp.fc2.bias.zero_()
+    classes = predicted_classes(model, x)
+    kept = []
+    attribution_parts(model, x, classes, kept)
+    f64 = lambda t: t.detach().double()  # noqa: E731
+    with torch.no_grad():
+        tokens = model._pos_embed(model.patch_embed(x))          # the block's input
+        normed = blk.norm1(tokens)
+        qkv = attn.qkv(normed)
+        attn_out = attn(normed)
+        head_in = model.norm(blk(tokens))[:, 0]
+    r = torch.zeros(2, 5, dtype=torch.float64).scatter_(1, classes.view(-1, 1), 1.0)
+    r_tokens = torch.zeros(2, 17, 32, dtype=torch.float64)
+    r_tokens[:, 0] = linear_relevance(f64(head_in), f64(model.head.weight), r)
+    r_in, r_branch = add_relevance(f64(tokens), f64(blk.ls1(attn_out)), r_tokens)   # the MLP's share is zero
+    with torch.no_grad():
+        heads_in = torch.cat([(attn.q_norm(qkv[..., None, 16 * h:16 * h + 16].transpose(1, 2)) * attn.scale @
+                               attn.k_norm(qkv[..., None, 32 + 16 * h:48 + 16 * h].transpose(1, 2)).transpose(-2, -1)
+                               ).softmax(-1) @ qkv[..., None, 64 + 16 * h:80 + 16 * h].transpose(1, 2)
+                              for h in range(2)], 1)                                      # (B, heads, N, 16)
+    r_heads = linear_relevance(f64(heads_in.transpose(1, 2).reshape(2, 17, 32)), f64(attn.proj.weight), r_branch)
+    r_qkv = torch.zeros(2, 17, 96, dtype=torch.float64)
+    for h in range(2):
+        q = f64(attn.q_norm(qkv[:, :, 16 * h:16 * h + 16]))
+        k = f64(attn.k_norm(qkv[:, :, 32 + 16 * h:48 + 16 * h]))
+        v = f64(qkv[:, :, 64 + 16 * h:80 + 16 * h])
+        a = (q @ k.transpose(-2, -1) * attn.scale).softmax(-1)
+        r_a, r_qkv[:, :, 64 + 16 * h:80 + 16 * h] = matmul_relevance(a, v, r_heads[:, :, 16 * h:16 * h + 16])
+        r_qkv[:, :, 16 * h:16 * h + 16], r_kt = matmul_relevance(q, k.transpose(-2, -1), r_a)
+        r_qkv[:, :, 32 + 16 * h:48 + 16 * h] = r_kt.transpose(-2, -1)
+    expected = r_in + linear_relevance(f64(normed), f64(attn.qkv.weight), r_qkv)
+    assert torch.allclose(kept[0], expected, atol=1e-9)
+
+
 def test_attribution_follows_the_head_that_reaches_the_decision():
     """Head 1's output is cut from the residual stream: re-aiming its queries and keys moves its attention, not the
     decision, and must not move the map."""
