@@ -9,7 +9,6 @@ checkpoint, vocabulary, image folder and COCO captions file can be passed instea
 Usage: python3 bench/bench_catr_beam.py [--beams 3 5] [--checkpoint CKPT --vocab VOCAB --images DIR --captions JSON]
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from catr.metrics import caption_metrics, read_references, split_words  # noqa: E402
+from catr.metrics import caption_metrics, folder_captions, read_references, split_words  # noqa: E402
 from hw3io import markdown_table  # noqa: E402
 from hw3io.cpu import describe_cpu  # noqa: E402
 
@@ -38,10 +37,7 @@ def caption(args, beam: int, out: Path) -> float:
 
 
 def score(out: Path, refs: dict, ids_by_name: dict) -> dict:
-    results = {}
-    for meta in sorted(out.glob("*.json")):
-        m = json.loads(meta.read_text())
-        results[ids_by_name[Path(m["image"]).name]] = m["caption"]
+    results = {ids_by_name[name]: caption for name, caption in folder_captions(out).values()}
     exact = sum(split_words(c) in [split_words(r) for r in refs[k]] for k, c in results.items()) / len(results)
     return {"exact": exact, **caption_metrics(results, {k: refs[k] for k in results}, java=False)}
 

@@ -167,26 +167,34 @@ def match_keys(results: dict, ids_by_name: dict) -> dict:
     return {(k if k in keys else aliases.get(k, k)): v for k, v in results.items()}
 
 
-def folder_results(folder, ids_by_name: dict | None = None) -> list[dict]:
-    """A hw3_2.sh output folder as COCO results: each ``<stem>.json``'s caption under the image id its file name
-    has in the references (``ids_by_name``), else the stem as a number when it is one, else the file name."""
+def folder_captions(folder) -> dict[str, tuple[str, str]]:
+    """A hw3_2.sh output folder's captions: ``{stem: (image file name, caption)}`` from each ``<stem>.json``, in
+    file-name order; one error line for a folder without outputs or a file that is not one."""
     import json
     from pathlib import Path
     from hw3io import UserError
     metas = sorted(Path(folder).glob("*.json"))
     if not Path(folder).is_dir() or not metas:
         raise UserError(f"no hw3_2.sh outputs (<stem>.json) in {folder}")
-    rows = []
+    captions = {}
     for path in metas:
         try:
             meta = json.loads(path.read_text())
-            name, caption = Path(meta["image"]).name, meta["caption"]
+            captions[path.stem] = (Path(meta["image"]).name, str(meta["caption"]))
         except (ValueError, KeyError, TypeError):
             raise UserError(f"{path} is not a hw3_2.sh output (needs image and caption)") from None
+    return captions
+
+
+def folder_results(folder, ids_by_name: dict | None = None) -> list[dict]:
+    """A hw3_2.sh output folder as COCO results: each ``<stem>.json``'s caption under the image id its file name
+    has in the references (``ids_by_name``), else the stem as a number when it is one, else the file name."""
+    rows = []
+    for stem, (name, caption) in folder_captions(folder).items():
         if ids_by_name and name in ids_by_name:
             key = ids_by_name[name]
         else:
-            key = int(path.stem) if path.stem.isdigit() else name
+            key = int(stem) if stem.isdigit() else name
         rows.append({"image_id": key, "caption": caption})
     return rows
 
