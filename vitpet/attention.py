@@ -64,15 +64,18 @@ def query_to_patches(attn: torch.Tensor, num_prefix_tokens: int, class_token: bo
     return attn[..., num_prefix_tokens:, num_prefix_tokens:].mean(-2)
 
 
-def rollout(attns: list[torch.Tensor], num_prefix_tokens: int, class_token: bool = True) -> torch.Tensor:
+def rollout(attns: list[torch.Tensor], num_prefix_tokens: int, class_token: bool = True,
+            normalise_rows: bool = True) -> torch.Tensor:
     """Attention rollout (Abnar & Zuidema 2020): head-mean, add the residual identity, normalise ROWS, multiply
-    through the layers. Returns (B, P): the rolled-out matrix's CLS row (or mean patch row, see
-    ``query_to_patches``) over patch tokens."""
+    through the layers, first layer first. Returns (B, P): the rolled-out matrix's CLS row (or mean patch row, see
+    ``query_to_patches``) over patch tokens. ``normalise_rows=False`` is the product Chefer et al.'s code rolls
+    their attribution out with (``vitpet.lrp``)."""
     result = None
     for a in attns:
         a = a.mean(1)  # (B, N, N)
         a = a + torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
-        a = a / a.sum(-1, keepdim=True)  # each query's row sums to 1
+        if normalise_rows:
+            a = a / a.sum(-1, keepdim=True)  # each query's row sums to 1
         result = a if result is None else a @ result
     return query_to_patches(result, num_prefix_tokens, class_token)
 

@@ -19,7 +19,12 @@ gate, ``Mlp``), class-token or average pooling, a linear head or none.
 import torch
 
 from hw3io import UserError
-from .attention import has_class_token, patch_grid, query_to_patches, to_grid, unfuse_attention
+from .attention import has_class_token, patch_grid, rollout, to_grid, unfuse_attention
+from .relevance import log_prob_gradients
+
+
+def _f64(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().double()
 
 
 def _safe_divide(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -105,30 +110,25 @@ def _attention_relevance(blk, rec, r_out: torch.Tensor):
     """Relevance of one attention branch's output -> (relevance of A, (B, heads, N, N); relevance of the qkv
     layer's input, (B, N, D))."""
     attn = blk.attn
-    f64 = lambda t: t.detach().double()  # noqa: E731
     b, n, _ = r_out.shape
     h = attn.num_heads
-    r = linear_relevance(f64(rec["proj_in"]), f64(attn.proj.weight), r_out)   # attn.norm: relevance unchanged
+    r = linear_relevance(_f64(rec["proj_in"]), _f64(attn.proj.weight), r_out)   # attn.norm: relevance unchanged
     r = r.reshape(b, n, h, -1).transpose(1, 2)                                # (B, h, N, d)
-    q, k, v = f64(rec["qkv_out"]).reshape(b, n, 3, h, -1).permute(2, 0, 3, 1, 4)
+    q, k, v = _f64(rec["qkv_out"]).reshape(b, n, 3, h, -1).permute(2, 0, 3, 1, 4)
     with torch.no_grad():
-        q, k = f64(attn.q_norm(q.to(rec["qkv_out"].dtype))), f64(attn.k_norm(k.to(rec["qkv_out"].dtype)))
-    r_a, r_v = matmul_relevance(f64(rec["A"]), v, r)
+        q, k = _f64(attn.q_norm(q.to(rec["qkv_out"].dtype))), _f64(attn.k_norm(k.to(rec["qkv_out"].dtype)))
+    r_a, r_v = matmul_relevance(_f64(rec["A"]), v, r)
     r_q, r_kt = matmul_relevance(q, k.transpose(-2, -1), r_a)                   # softmax and scale: unchanged
     r_qkv = torch.stack([r_q, r_kt.transpose(-2, -1), r_v]).permute(1, 3, 0, 2, 4).reshape(b, n, -1)
-    return r_a, linear_relevance(f64(rec["qkv_in"]), f64(attn.qkv.weight), r_qkv)
+    return r_a, linear_relevance(_f64(rec["qkv_in"]), _f64(attn.qkv.weight), r_qkv)
 
 
 def transformer_attribution(model, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     """(B, gh, gw) maps of ``classes`` (B,) for the batch ``x``: one forward pass, one backward pass for the
     attention gradients, and the relevance propagated by hand (``vitpet.lrp``)."""
     relevance_at_attention, grads = attribution_parts(model, x, classes)
-    joint = None
-    for g, r in zip(grads, relevance_at_attention):  # first block first, rows not normalised (as published)
-        step = (g * r).clamp(min=0).mean(1)
-        step = step + torch.eye(step.shape[-1], dtype=step.dtype, device=step.device)
-        joint = step if joint is None else step @ joint
-    maps = query_to_patches(joint, model.num_prefix_tokens, has_class_token(model))
+    cams = [(g * r).clamp(min=0).mean(1, keepdim=True) for g, r in zip(grads, relevance_at_attention)]
+    maps = rollout(cams, model.num_prefix_tokens, has_class_token(model), normalise_rows=False)  # as published
     return to_grid(maps.float(), patch_grid(model))
 
 
@@ -142,19 +142,13 @@ def attribution_parts(model, x: torch.Tensor, classes: torch.Tensor, keep_input_
     unfuse_attention(model)
     recorder = _Recorder(model)
     try:
-        with torch.enable_grad():
-            x = x.detach().requires_grad_(True)  # a graph to differentiate, whatever the parameters' flags
-            logits = model(x)
-            log_probs = logits.double().log_softmax(-1)
-            classes = classes.view(-1, 1).to(log_probs.device)
-            grads = torch.autograd.grad(log_probs.gather(1, classes).sum(), [rec["A"] for rec in recorder.blocks])
+        logits, grads = log_prob_gradients(model, x, classes, lambda: [rec["A"] for rec in recorder.blocks])
     finally:
         recorder.remove()
-    f64 = lambda t: t.detach().double()  # noqa: E731
-    r = torch.zeros_like(logits, dtype=torch.float64).scatter_(1, classes, 1.0)
+    r = torch.zeros_like(logits, dtype=torch.float64).scatter_(1, classes.view(-1, 1).to(logits.device), 1.0)
     if isinstance(model.head, torch.nn.Linear):  # without one (num_classes=0) the "class" is a pooled feature
-        r = linear_relevance(f64(recorder.top["head_in"]), f64(model.head.weight), r)   # fc_norm: unchanged
-    tokens = f64(recorder.top["tokens"])                                            # after the final norm
+        r = linear_relevance(_f64(recorder.top["head_in"]), _f64(model.head.weight), r)   # fc_norm: unchanged
+    tokens = _f64(recorder.top["tokens"])                                            # after the final norm
     r_tokens = torch.zeros_like(tokens)
     if model.global_pool == "token":
         r_tokens[:, 0] = r
@@ -166,12 +160,12 @@ def attribution_parts(model, x: torch.Tensor, classes: torch.Tensor, keep_input_
     relevance_at_attention = []
     for blk, rec in zip(reversed(model.blocks), reversed(recorder.blocks)):
         with torch.no_grad():  # the residual branches as added (LayerScale and drop path included)
-            attn_branch, mlp_branch = f64(blk.drop_path1(blk.ls1(rec["attn_out"]))), \
-                f64(blk.drop_path2(blk.ls2(rec["mlp_out"])))
-        x_in = f64(rec["x"])
+            attn_branch, mlp_branch = _f64(blk.drop_path1(blk.ls1(rec["attn_out"]))), \
+                _f64(blk.drop_path2(blk.ls2(rec["mlp_out"])))
+        x_in = _f64(rec["x"])
         r_mid, r_mlp = add_relevance(x_in + attn_branch, mlp_branch, r)
-        r_mlp = linear_relevance(f64(rec["fc2_in"]), f64(blk.mlp.fc2.weight), r_mlp)    # LayerScale: unchanged
-        r_mid = r_mid + linear_relevance(f64(rec["fc1_in"]), f64(blk.mlp.fc1.weight), r_mlp)  # GELU, norm2: same
+        r_mlp = linear_relevance(_f64(rec["fc2_in"]), _f64(blk.mlp.fc2.weight), r_mlp)    # LayerScale: unchanged
+        r_mid = r_mid + linear_relevance(_f64(rec["fc1_in"]), _f64(blk.mlp.fc1.weight), r_mlp)  # GELU, norm2: same
         r_in, r_attn = add_relevance(x_in, attn_branch, r_mid)
         r_a, r_qkv = _attention_relevance(blk, rec, r_attn)
         relevance_at_attention.append(r_a)

@@ -32,6 +32,17 @@ def class_scores(model, cls: int, kind: str = "log_prob"):
     return score
 
 
+def log_prob_gradients(model, x: torch.Tensor, classes: torch.Tensor, captured) -> tuple:
+    """One forward pass of the batch with a graph, whatever the parameters' flags; returns its logits and the
+    gradients of the summed log-probabilities of ``classes`` (B,) with respect to ``captured()``, the tensors the
+    forward's hooks kept. Images do not interact in a ViT, so each image gets its own gradients."""
+    with torch.enable_grad():
+        logits = model(x.detach().requires_grad_(True))
+        log_probs = logits.double().log_softmax(-1)
+        target = log_probs.gather(1, classes.view(-1, 1).to(log_probs.device)).sum()
+        return logits, torch.autograd.grad(target, captured())
+
+
 def relevance(model, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     """(B, gh, gw) relevance maps of ``classes`` (B,) for the batch ``x``; images do not interact in a ViT, so one
     backward pass of the summed log-probabilities gives every image its own gradients."""
@@ -40,11 +51,7 @@ def relevance(model, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     handles = [blk.attn.attn_drop.register_forward_hook(lambda module, args, output: attns.append(output))
                for blk in model.blocks]
     try:
-        with torch.enable_grad():
-            x = x.detach().requires_grad_(True)  # a graph to differentiate, whatever the parameters' flags
-            log_probs = model(x).double().log_softmax(-1)
-            target = log_probs.gather(1, classes.view(-1, 1).to(log_probs.device)).sum()
-            grads = torch.autograd.grad(target, attns)
+        _, grads = log_prob_gradients(model, x, classes, lambda: attns)
     finally:
         for handle in handles:
             handle.remove()
