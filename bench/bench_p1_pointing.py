@@ -24,18 +24,21 @@ COLUMNS = ("maps", "tolerance", "mass")
 FAITHFULNESS = ("deletion", "insertion", "randomisation")
 
 
-def demo_recipe(script=ROOT / "scripts" / "demo.sh") -> list[str]:
-    """p1_train.py's flags as scripts/demo.sh passes them, less its data and output folders: the bench measures the
-    demo's own recipe, not a copy that could drift from it."""
+def demo_flags(program: str, script=ROOT / "scripts" / "demo.sh") -> list[str]:
+    """The flags scripts/demo.sh gives ``program`` ("p1_train.py", or "synth.pets" for the data), less its folders:
+    the benches measure the demo's own recipe, not a copy that could drift from it."""
     for command in script.read_text().replace("\\\n", " ").splitlines():
         args = shlex.split(command)
-        if args[1:2] == ["p1_train.py"]:
-            flags = args[2:]
+        if program in args[1:3]:
+            flags = args[args.index(program) + 1:]
+            if not flags[0].startswith("-"):  # the output folder
+                del flags[0]
             for name in ("--data-dir", "--output-dir"):
-                i = flags.index(name)
-                del flags[i:i + 2]
+                if name in flags:
+                    i = flags.index(name)
+                    del flags[i:i + 2]
             return flags
-    sys.exit(f"no p1_train.py command in {script}")
+    sys.exit(f"no {program} command in {script}")
 
 
 def sh(args):
@@ -71,12 +74,12 @@ def main():
     work = Path(a.keep or tempfile.mkdtemp(prefix="bench-p1-pointing-"))
     data = work / "data"
     if not (data / "val" / "boxes.json").is_file():
-        sh([sys.executable, "-m", "synth.pets", data, "--train-per-class", "40", "--val-per-class", "8"])
+        sh([sys.executable, "-m", "synth.pets", data, *demo_flags("synth.pets")])
     rows, per_seed = [], {}
     for seed in a.seeds:
         run = work / f"seed{seed}"
         if not (run / "run.json").is_file():  # with --keep, a seed already trained is scored again, not retrained
-            sh([sys.executable, "p1_train.py", "--data-dir", data, "--output-dir", run, *demo_recipe(), "--seed", seed])
+            sh([sys.executable, "p1_train.py", "--data-dir", data, "--output-dir", run, *demo_flags("p1_train.py"), "--seed", seed])
         record = json.loads((run / "run.json").read_text())
         accuracy, seconds = record["best_val_acc"], record["train_seconds"]
         per_seed[seed] = scores = play(run, data / "val", a.faithfulness, a.limit, a.masks)

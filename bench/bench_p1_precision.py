@@ -25,6 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.bench_p1_inference import make_images  # noqa: E402
+from bench.bench_p1_pointing import demo_flags  # noqa: E402
 from hw3io.cpu import describe_cpu  # noqa: E402
 from vitpet.precision import Autocast, with_precision  # noqa: E402
 from vitpet.quantize import quantize_int8  # noqa: E402
@@ -122,12 +123,10 @@ def accuracy_table():
     ckpt = demo / "p1" / "best.safetensors"
     if not ckpt.is_file():
         print("\n(no demo_out/p1/best.safetensors: running the demo's Problem 1 training first)")
-        subprocess.run([sys.executable, "-m", "synth.pets", str(demo / "data"), "--train-per-class", "40",
-                        "--val-per-class", "8"], cwd=ROOT, check=True)
+        subprocess.run([sys.executable, "-m", "synth.pets", str(demo / "data"), *demo_flags("synth.pets")], cwd=ROOT,
+                       check=True)
         subprocess.run([sys.executable, "p1_train.py", "--data-dir", str(demo / "data"), "--output-dir",
-                        str(demo / "p1"), "--model", "vit_demo_patch8", "--no-pretrained", "--epochs", "12",
-                        "--batch-size", "32", "--opt", "adamw", "--lr", "2e-3", "--weight-decay", "0.05",
-                        "--drop-path", "0", "--label-smoothing", "0"], cwd=ROOT, check=True)
+                        str(demo / "p1"), *demo_flags("p1_train.py")], cwd=ROOT, check=True)
     model, cfg = load_checkpoint(ckpt)
     ds = ImageFolderDataset(demo / "data" / "val", build_transforms(cfg["data_config"], False), labelled=True)
     x = torch.stack([ds[i][0] for i in range(len(ds))])
