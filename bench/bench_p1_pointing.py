@@ -79,7 +79,8 @@ def main():
     for seed in a.seeds:
         run = work / f"seed{seed}"
         if not (run / "run.json").is_file():  # with --keep, a seed already trained is scored again, not retrained
-            sh([sys.executable, "p1_train.py", "--data-dir", data, "--output-dir", run, *demo_flags("p1_train.py"), "--seed", seed])
+            sh([sys.executable, "p1_train.py", "--data-dir", data, "--output-dir", run, *demo_flags("p1_train.py"),
+                "--seed", seed])
         record = json.loads((run / "run.json").read_text())
         accuracy, seconds = record["best_val_acc"], record["train_seconds"]
         per_seed[seed] = scores = play(run, data / "val", a.faithfulness, a.limit, a.masks)
