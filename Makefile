@@ -23,7 +23,7 @@ demo: $(STAMP)
 	bash scripts/demo.sh
 
 test: $(STAMP)
-	python3 -m pytest -q -rs tests
+	python3 -m pytest -q -rs --durations=20 tests
 
 # The graders' run on a scratch clone (needs the demo's outputs: runs `make demo` first when they are missing).
 grade: $(STAMP)

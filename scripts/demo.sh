@@ -58,7 +58,7 @@ python3 p2_caption_attn.py --images "$out/world/val/images" --output-dir "$out/p
   --checkpoint "$out/p2/checkpoint.pth" --vocab "$out/p2/vocab.txt"
 
 echo
-echo "Done (chance accuracy is 1/37 = 0.027). Outputs:"
+echo "Done in $((SECONDS / 60)) min $((SECONDS % 60)) s (chance accuracy is 1/37 = 0.027). Outputs:"
 echo "  $out/p1/log.csv, curves.png, confusion.png   training log and plots"
 echo "  $out/p1/pred.csv                             hw3_1.sh predictions"
 echo "  $out/p1/pos.png, attn/*.png                 position-embedding similarity, CLS attention"
