@@ -39,7 +39,7 @@ report: $(STAMP)
 	  --p1-pointing demo_out/p1/trust.json $$([ -f demo_out/p2/trust.json ] && echo --p2-pointing demo_out/p2/trust.json) \
 	  --p2-limit 5 $(REPORT_FLAGS)
 
-# Two extra short runs for Problem 1 question 1's settings discussion: the demo's recipe for 5 epochs, once with its
+# Two extra short runs for Problem 1 question 1's settings discussion: the demo's recipe for 3 epochs, once with its
 # AdamW and once with SGD (momentum 0.9), everything else equal (one factor), about a minute each on two CPU
 # cores; then the report again with both beside the demo's run. docs/report.md has the real-data equivalent.
 COMPARE_RECIPE := --data-dir demo_out/data --model vit_demo_patch8 --no-pretrained --epochs 3 --batch-size 32 \

@@ -28,10 +28,10 @@ def demo_flags(program: str, script=ROOT / "scripts" / "demo.sh") -> list[str]:
     """The flags scripts/demo.sh gives ``program`` ("p1_train.py", or "synth.pets" for the data), less its folders:
     the benches measure the demo's own recipe, not a copy that could drift from it."""
     for command in script.read_text().replace("\\\n", " ").splitlines():
-        args = shlex.split(command)
+        args = shlex.split(command, comments=True)
         if program in args[1:3]:
             flags = args[args.index(program) + 1:]
-            if not flags[0].startswith("-"):  # the output folder
+            if flags and not flags[0].startswith("-"):  # the output folder
                 del flags[0]
             for name in ("--data-dir", "--output-dir"):
                 if name in flags:
@@ -72,9 +72,13 @@ def main():
     columns = COLUMNS + (FAITHFULNESS if a.faithfulness else ())
     print(describe_cpu())
     work = Path(a.keep or tempfile.mkdtemp(prefix="bench-p1-pointing-"))
-    data = work / "data"
+    data, pets = work / "data", demo_flags("synth.pets")
+    made_with = data / "synth.pets.flags"  # a kept folder is reused only for the demo's current data flags
     if not (data / "val" / "boxes.json").is_file():
-        sh([sys.executable, "-m", "synth.pets", data, *demo_flags("synth.pets")])
+        sh([sys.executable, "-m", "synth.pets", data, *pets])
+        made_with.write_text(" ".join(pets) + "\n")
+    elif not made_with.is_file() or made_with.read_text().split() != pets:
+        sys.exit(f"{data} was generated with other flags than the demo's ({' '.join(pets)}): use a new --keep folder")
     rows, per_seed = [], {}
     for seed in a.seeds:
         run = work / f"seed{seed}"
