@@ -72,7 +72,7 @@ def main():
     columns = COLUMNS + (FAITHFULNESS if a.faithfulness else ())
     print(describe_cpu())
     work = Path(a.keep or tempfile.mkdtemp(prefix="bench-p1-pointing-"))
-    data, pets = work / "data", demo_flags("synth.pets")
+    data, pets, recipe = work / "data", demo_flags("synth.pets"), demo_flags("p1_train.py")
     made_with = data / "synth.pets.flags"  # a kept folder is reused only for the demo's current data flags
     if not (data / "val" / "boxes.json").is_file():
         sh([sys.executable, "-m", "synth.pets", data, *pets])
@@ -83,8 +83,7 @@ def main():
     for seed in a.seeds:
         run = work / f"seed{seed}"
         if not (run / "run.json").is_file():  # with --keep, a seed already trained is scored again, not retrained
-            sh([sys.executable, "p1_train.py", "--data-dir", data, "--output-dir", run, *demo_flags("p1_train.py"),
-                "--seed", seed])
+            sh([sys.executable, "p1_train.py", "--data-dir", data, "--output-dir", run, *recipe, "--seed", seed])
         record = json.loads((run / "run.json").read_text())
         accuracy, seconds = record["best_val_acc"], record["train_seconds"]
         per_seed[seed] = scores = play(run, data / "val", a.faithfulness, a.limit, a.masks)

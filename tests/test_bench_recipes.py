@@ -1,14 +1,6 @@
 """The benches read the demo's recipe from scripts/demo.sh (bench_p1_pointing.demo_flags) instead of copying it."""
-import importlib.util
-
+from bench.bench_p1_pointing import demo_flags as flags
 from helpers import ROOT
-
-
-def bench_p1_pointing():
-    spec = importlib.util.spec_from_file_location("bench_p1_pointing", ROOT / "bench" / "bench_p1_pointing.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_demo_flags_drop_the_folders_and_keep_every_flag(tmp_path):
@@ -17,14 +9,12 @@ def test_demo_flags_drop_the_folders_and_keep_every_flag(tmp_path):
                       'python3 -m synth.pets "$out/data" --train-per-class 7 --val-per-class 2\n'
                       'python3 p1_train.py --data-dir "$out/data" --output-dir "$out/p1" --model m \\\n'
                       '  --epochs 3 --workers 2\n')
-    flags = bench_p1_pointing().demo_flags
     assert flags("synth.pets", script) == ["--train-per-class", "7", "--val-per-class", "2"]
     assert flags("p1_train.py", script) == ["--model", "m", "--epochs", "3", "--workers", "2"]
 
 
 def test_the_real_demos_flags_parse():
     import p1_train
-    flags = bench_p1_pointing().demo_flags
     args = p1_train.get_args_parser().parse_args(["--data-dir", "d", *flags("p1_train.py")])
     assert args.model == "vit_demo_patch8" and not args.pretrained
     demo = (ROOT / "scripts" / "demo.sh").read_text()
